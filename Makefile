@@ -1,0 +1,40 @@
+# The two commands people need: `make run` and `make test`. Each builds .venv from nothing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench bench-core clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/caboose caboose.demo:app --host 127.0.0.1 --port 8000
+
+# Debian tools the integration tests drive (curl, nghttp, h2load).
+tools:
+	@command -v curl >/dev/null && command -v nghttp >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq curl nghttp2-client >/dev/null)
+
+lint: $(STAMP)
+	$(BIN)/ruff check caboose tests benchmarks
+	$(BIN)/ruff format --check caboose tests benchmarks
+	$(BIN)/mypy caboose
+
+test: $(STAMP) tools lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	bash benchmarks/run.sh
+
+bench-core: $(STAMP)
+	$(BIN)/python benchmarks/core_h2.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

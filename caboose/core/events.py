@@ -1,0 +1,138 @@
+"""The one event vocabulary that HTTP/1.1 and HTTP/2, server and client roles, all emit.
+
+A connection object turns received bytes into a list of these events. HTTP/1.1 numbers its
+request cycles 1, 2, 3, ... as stream ids so that pipelined requests stay distinguishable;
+HTTP/2 uses its real stream ids. Consumers dispatch with ``match``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Event:
+    """Base class of every protocol event."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived(Event):
+    """A request head arrived (server role). ``target`` is the raw request-target / :path."""
+
+    stream_id: int
+    method: bytes
+    target: bytes
+    headers: Headers
+    http_version: str
+    end_stream: bool = False
+    scheme: bytes = b""
+    authority: bytes = b""
+    protocol: bytes = b""  # :protocol of an extended CONNECT (RFC 8441)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived(Event):
+    """A final response head arrived (client role)."""
+
+    stream_id: int
+    status: int
+    headers: Headers
+    http_version: str
+    end_stream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InformationalResponseReceived(Event):
+    """A 1xx response arrived (client role): 100 Continue, 103 Early Hints."""
+
+    stream_id: int
+    status: int
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class DataReceived(Event):
+    """Body bytes. ``flow_controlled_length`` counts padding too (HTTP/2 flow control)."""
+
+    stream_id: int
+    data: bytes
+    flow_controlled_length: int = 0
+    end_stream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TrailersReceived(Event):
+    """The trailer section of a message; the stream ends with it."""
+
+    stream_id: int
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnded(Event):
+    """The peer finished sending on this stream (END_STREAM / end of an H1 message)."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReset(Event):
+    """The stream was reset; ``remote`` tells whether the peer or we reset it."""
+
+    stream_id: int
+    error_code: int
+    remote: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class WindowOpened(Event):
+    """More may now be sent: on ``stream_id``, or on every stream when it is 0."""
+
+    stream_id: int
+    delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsChanged(Event):
+    """The peer's SETTINGS were applied: ``changed`` maps setting id to (old, new)."""
+
+    changed: dict[int, tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsAcknowledged(Event):
+    """The peer acknowledged our SETTINGS."""
+
+
+@dataclass(frozen=True, slots=True)
+class PingReceived(Event):
+    """The peer pinged us; the ACK is already queued."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PingAcknowledged(Event):
+    """The peer answered our PING."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GoAwayReceived(Event):
+    """The peer will accept no stream above ``last_stream_id``."""
+
+    last_stream_id: int
+    error_code: int
+    debug_data: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionTerminated(Event):
+    """The connection is over: the peer closed it, or a protocol error ended it."""
+
+    error_code: int = 0
+    reason: str = ""

@@ -1,0 +1,66 @@
+"""Error types that carry their wire meaning: an HTTP status hint and an HTTP/2 error code.
+
+Split as h11 does: a ``LocalProtocolError`` means we (or the app) misused the protocol;
+a ``RemoteProtocolError`` means the peer misbehaved. Both know how to answer on the wire.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ErrorCode(IntEnum):
+    """HTTP/2 error codes (RFC 9113 §7)."""
+
+    NO_ERROR = 0x0
+    PROTOCOL_ERROR = 0x1
+    INTERNAL_ERROR = 0x2
+    FLOW_CONTROL_ERROR = 0x3
+    SETTINGS_TIMEOUT = 0x4
+    STREAM_CLOSED = 0x5
+    FRAME_SIZE_ERROR = 0x6
+    REFUSED_STREAM = 0x7
+    CANCEL = 0x8
+    COMPRESSION_ERROR = 0x9
+    CONNECT_ERROR = 0xA
+    ENHANCE_YOUR_CALM = 0xB
+    INADEQUATE_SECURITY = 0xC
+    HTTP_1_1_REQUIRED = 0xD
+
+
+class ProtocolError(Exception):
+    """Base of protocol errors; ``status`` is the HTTP/1.1 answer, ``code`` the HTTP/2 one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        code: ErrorCode = ErrorCode.PROTOCOL_ERROR,
+        stream_id: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        # 0 means the whole connection; otherwise only this stream is in error.
+        self.stream_id = stream_id
+
+    @property
+    def is_stream_error(self) -> bool:
+        return self.stream_id != 0
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We, or the application through us, tried to break the protocol."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the option."""
+
+
+class AppLoadError(RuntimeError):
+    """The application could not be imported or built."""

@@ -1,0 +1,1 @@
+"""asyncio transports: move bytes between sockets and the sans-I/O core."""
