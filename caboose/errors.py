@@ -54,8 +54,12 @@ class RemoteProtocolError(ProtocolError):
     """The peer broke the protocol."""
 
 
-class LocalProtocolError(ProtocolError):
-    """We, or the application through us, tried to break the protocol."""
+class LocalProtocolError(ProtocolError, RuntimeError):
+    """We, or the application through us, tried to break the protocol.
+
+    It is also a ``RuntimeError``: that is what an ASGI application sees when it sends
+    something that cannot go on the wire (a bad header, a body after the trailers, ...).
+    """
 
 
 class ConfigError(ValueError):

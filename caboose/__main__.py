@@ -1,0 +1,5 @@
+"""``python -m caboose``: the command line."""
+
+from caboose.cli import main
+
+main()

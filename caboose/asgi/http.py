@@ -1,0 +1,306 @@
+"""HTTPStream: the one ASGI ``http`` state machine, shared by HTTP/1.1 and HTTP/2.
+
+It speaks to the protocol through a ``StreamSink`` (send head / data / trailers / reset) and
+never sees frames or chunk framing. Response states (the ``http.response.trailers`` extension):
+
+    START --start--> HEAD --body(more)--> BODY --body(final)--> DONE
+                       |                   |   \\--(trailers: True) final body--> TRAILERS
+                       +---trailers msg----+-------------------------------------> TRAILERS
+    TRAILERS --trailers(more_trailers: False)--> DONE
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from enum import Enum
+from typing import Any, Protocol
+
+from caboose.core.events import Headers
+from caboose.core.headers import validate_fields, validate_trailers
+
+logger = logging.getLogger("caboose.error")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_DISCONNECT: Message = {"type": "http.disconnect"}
+
+
+class StreamSink(Protocol):
+    """What a protocol offers one stream; every method names the stream it acts on."""
+
+    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None: ...
+
+    def send_head(
+        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool, trailers: bool
+    ) -> None: ...
+
+    async def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None: ...
+
+    def send_trailers(self, stream_id: int, headers: Headers) -> None: ...
+
+    def consumed(self, stream_id: int, size: int) -> None: ...
+
+    def reset(self, stream_id: int) -> None: ...
+
+
+class ResponseState(Enum):
+    START = "start"  # nothing sent yet
+    HEAD = "head"  # http.response.start received, held until the first body
+    BODY = "body"
+    TRAILERS = "trailers"
+    DONE = "done"
+
+
+def _fields(raw: Iterable[Any]) -> Headers:
+    return [(bytes(name), bytes(value)) for name, value in raw]
+
+
+class HTTPStream:
+    """One request/response exchange as seen by an ASGI application."""
+
+    __slots__ = (
+        "_body",
+        "_body_complete",
+        "_disconnected",
+        "_expect_continue",
+        "_head",
+        "_request_trailers",
+        "_sink",
+        "_trailers",
+        "_trailers_allowed",
+        "_trailers_expected",
+        "_waiter",
+        "scope",
+        "state",
+        "status",
+        "stream_id",
+    )
+
+    def __init__(
+        self,
+        sink: StreamSink,
+        stream_id: int,
+        scope: Scope,
+        *,
+        body_complete: bool,
+        accepts_trailers: bool,
+        expect_continue: bool,
+    ) -> None:
+        self._sink = sink
+        self.stream_id = stream_id
+        self.scope = scope
+        self.state = ResponseState.START
+        self.status = 0
+        self._body: list[bytes] = []
+        self._body_complete = body_complete
+        self._request_trailers: Headers | None = None
+        self._disconnected = False
+        self._expect_continue = expect_continue and not body_complete
+        self._waiter: asyncio.Future[None] | None = None
+        # RFC 9110 §6.5: trailers only reach a client that said TE: trailers; never for HEAD.
+        self._trailers_allowed = accepts_trailers and scope["method"] != "HEAD"
+        self._trailers_expected = False
+        self._head: tuple[int, Headers] | None = None
+        self._trailers: Headers = []
+
+    # -- the protocol feeds the request in --------------------------------------------------
+
+    def feed_body(self, data: bytes) -> None:
+        self._body.append(data)
+        self._wake()
+
+    def feed_trailers(self, headers: Headers) -> None:
+        self._request_trailers = headers
+
+    def end_body(self) -> None:
+        self._body_complete = True
+        self._wake()
+
+    def disconnect(self) -> None:
+        """The peer went away or reset the stream: receive() says so, send() goes quiet."""
+        self._disconnected = True
+        self._wake()
+
+    @property
+    def disconnected(self) -> bool:
+        return self._disconnected
+
+    @property
+    def finished(self) -> bool:
+        return self.state is ResponseState.DONE
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- ASGI receive ----------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        while not (self._body or self._body_complete or self._disconnected):
+            if self.state is ResponseState.DONE:
+                return _DISCONNECT
+            if self._expect_continue:
+                # RFC 9110 §10.1.1: the client waits for 100 before sending the body; it is
+                # owed only once the app actually asks for the body.
+                self._expect_continue = False
+                if self.state is ResponseState.START:
+                    self._sink.send_informational(self.stream_id, 100, [])
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        if self._disconnected or (self.state is ResponseState.DONE and not self._body):
+            return _DISCONNECT
+        return self._take_body()
+
+    def _take_body(self) -> Message:
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._body.clear()
+        if body:
+            self._sink.consumed(self.stream_id, len(body))
+        more = not self._body_complete
+        message: Message = {"type": "http.request", "body": body, "more_body": more}
+        if not more and self._request_trailers is not None:
+            message["trailers"] = self._request_trailers
+            self._request_trailers = None
+        return message
+
+    # -- ASGI send -------------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        if self._disconnected:
+            return  # the peer is gone; the app is told through receive(), not by raising
+        kind = message["type"]
+        if kind == "http.response.body":
+            await self._send_body(message)
+        elif kind == "http.response.start":
+            self._start(message)
+        elif kind == "http.response.trailers":
+            self._send_trailers(message)
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} (state {self.state.value})")
+
+    def _start(self, message: Message) -> None:
+        if self.state is not ResponseState.START:
+            raise RuntimeError("http.response.start sent twice")
+        status = int(message["status"])
+        headers = _fields(message.get("headers", ()))
+        validate_fields(headers)
+        self.status = status
+        self._trailers_expected = bool(message.get("trailers", False))
+        self._head = (status, headers)
+        self.state = ResponseState.HEAD
+
+    async def _send_body(self, message: Message) -> None:
+        state = self.state
+        if state is not ResponseState.BODY and state is not ResponseState.HEAD:
+            raise RuntimeError(self._misplaced("http.response.body"))
+        body = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        ends_stream = not more and not self._trailers_expected
+        if state is ResponseState.HEAD:
+            if not body and ends_stream:
+                # A headers-only response: END_STREAM rides on the head (gRPC Trailers-Only).
+                self._flush_head(end_stream=True)
+                self.state = ResponseState.DONE
+                return
+            self._flush_head(end_stream=False)
+        if more:
+            self.state = ResponseState.BODY
+        else:
+            self.state = ResponseState.TRAILERS if self._trailers_expected else ResponseState.DONE
+        await self._sink.send_data(self.stream_id, body, end_stream=ends_stream)
+
+    def _misplaced(self, kind: str) -> str:
+        if self.state is ResponseState.START:
+            return f"{kind} sent before http.response.start"
+        if self.state is ResponseState.TRAILERS:
+            return f"{kind} sent after the trailers phase began"
+        return f"{kind} sent after the response completed"
+
+    def _flush_head(self, *, end_stream: bool) -> None:
+        assert self._head is not None
+        status, headers = self._head
+        self._head = None
+        trailers = self._trailers_expected and self._trailers_allowed
+        self._sink.send_head(
+            self.stream_id, status, headers, end_stream=end_stream, trailers=trailers
+        )
+
+    def _send_trailers(self, message: Message) -> None:
+        if self.state in (ResponseState.START, ResponseState.DONE):
+            raise RuntimeError(self._misplaced("http.response.trailers"))
+        if not self._trailers_expected:
+            raise RuntimeError(
+                "http.response.trailers sent, but http.response.start did not set trailers: True"
+            )
+        headers = _fields(message.get("headers", ()))
+        validate_trailers(headers)
+        if self.state is ResponseState.HEAD:
+            self._flush_head(end_stream=False)
+        self.state = ResponseState.TRAILERS
+        self._trailers += headers
+        if message.get("more_trailers", False):
+            return
+        self.state = ResponseState.DONE
+        if self._trailers_allowed:
+            self._sink.send_trailers(self.stream_id, self._trailers)
+        else:
+            # Dropped, since the client did not ask for them, but the message still ends.
+            self._finish_without_trailers()
+
+    def _finish_without_trailers(self) -> None:
+        task = asyncio.ensure_future(self._sink.send_data(self.stream_id, b"", end_stream=True))
+        task.add_done_callback(_log_failure)
+
+    # -- running the application -----------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        """Call the app; turn its failures into a 500 or an aborted response, logged once."""
+        try:
+            await app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            self._abandon()
+            raise
+        except Exception:
+            logger.exception("Exception in ASGI application")
+            self._abandon()
+        else:
+            if self.state is not ResponseState.DONE and not self._disconnected:
+                logger.error("ASGI application returned without completing the response")
+                self._abandon()
+
+    def _abandon(self) -> None:
+        if self._disconnected or self.state is ResponseState.DONE:
+            return
+        if self.state is ResponseState.START or self.state is ResponseState.HEAD:
+            self._send_error(500)
+        else:
+            self.state = ResponseState.DONE
+            self._sink.reset(self.stream_id)
+
+    def _send_error(self, status: int) -> None:
+        body = b"Internal Server Error\n"
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+        ]
+        self.status = status
+        self.state = ResponseState.DONE
+        self._trailers_expected = False
+        self._head = (status, headers)
+        self._flush_head(end_stream=False)
+        task = asyncio.ensure_future(self._sink.send_data(self.stream_id, body, end_stream=True))
+        task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("failed to finish a response", exc_info=task.exception())

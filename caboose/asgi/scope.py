@@ -1,0 +1,91 @@
+"""Build the ASGI ``http`` scope from a request head (ASGI spec 2.4, HTTP connection scope)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+from urllib.parse import unquote
+
+from caboose.core.events import Headers, RequestReceived
+
+Address = tuple[str, int] | None
+Networks = list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """Split a request-target into (path, query); absolute-form keeps only its path."""
+    if not target.startswith(b"/"):
+        # RFC 9112 §3.2.2 absolute-form (sent to proxies): drop scheme and authority.
+        scheme_end = target.find(b"://")
+        if scheme_end != -1:
+            path_start = target.find(b"/", scheme_end + 3)
+            target = target[path_start:] if path_start != -1 else b"/"
+    path, _, query = target.partition(b"?")
+    path, _, _fragment = path.partition(b"#")
+    return path, query
+
+
+def http_scope(
+    event: RequestReceived,
+    *,
+    scheme: str,
+    server: Address,
+    client: Address,
+    root_path: str,
+    state: dict[str, Any],
+    extensions: dict[str, Any],
+) -> dict[str, Any]:
+    raw_path, query = split_target(event.target)
+    path = unquote(raw_path.decode("latin-1"))
+    if root_path:
+        path = root_path + path
+        raw_path = root_path.encode("utf-8") + raw_path
+    return {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": event.http_version,
+        "server": server,
+        "client": client,
+        "scheme": scheme,
+        "method": event.method.decode("ascii"),
+        "root_path": root_path,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "headers": event.headers,
+        "state": state.copy(),
+        "extensions": extensions,
+    }
+
+
+def is_trusted(host: str, networks: Networks) -> bool:
+    """Whether ``host`` lies in one of the trusted proxy networks (``None``: trust all)."""
+    if networks is None:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+def apply_proxy_headers(scope: dict[str, Any], headers: Headers, networks: Networks) -> None:
+    """Apply X-Forwarded-Proto/-For; call only when the peer is a trusted proxy.
+
+    The client is the rightmost X-Forwarded-For entry that is not itself a trusted proxy:
+    entries further left were written by the client and could say anything.
+    """
+    for name, value in headers:
+        if name == b"x-forwarded-proto":
+            proto = value.decode("latin-1").split(",")[-1].strip().lower()
+            if proto in ("http", "https", "ws", "wss"):
+                scope["scheme"] = proto
+        elif name == b"x-forwarded-for":
+            hosts = [host.strip() for host in value.decode("latin-1").split(",") if host.strip()]
+            untrusted = [host for host in hosts if not is_trusted(host, networks)]
+            if untrusted:
+                scope["client"] = (untrusted[-1], 0)
+            elif hosts:
+                scope["client"] = (hosts[0], 0)

@@ -1,0 +1,64 @@
+"""Command line: argparse generated from Config's field metadata; errors are one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from typing import Any
+
+from caboose import __version__
+from caboose.asgi.lifespan import LifespanFailure
+from caboose.config import Config
+from caboose.errors import AppLoadError, ConfigError
+
+_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float}
+
+# Exit statuses: 1 for a bad invocation or app, 3 when the app's startup failed (as uvicorn).
+EXIT_ERROR = 1
+EXIT_STARTUP_FAILED = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="caboose",
+        description="Serve an ASGI application over HTTP/1.1, with trailers.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("app", metavar="APP", help="the application, as MODULE:ATTRIBUTE")
+    parser.add_argument("--version", action="version", version=f"caboose {__version__}")
+    groups: dict[str, Any] = {}
+    defaults = Config()
+    for f in fields(Config):
+        meta = dict(f.metadata)
+        group_name = meta.pop("group")
+        group = groups.get(group_name) or parser.add_argument_group(group_name)
+        groups[group_name] = group
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        kind = str(f.type).replace(" | None", "")
+        if kind == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **meta)
+        else:
+            group.add_argument(flag, type=_TYPES[kind], default=default, **meta)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = vars(build_parser().parse_args(argv))
+    app = args.pop("app")
+    from caboose.server import ServeError, run
+
+    try:
+        run(app, **args)
+    except (AppLoadError, ConfigError, ServeError) as exc:
+        _die(str(exc), EXIT_ERROR)
+    except LifespanFailure as exc:
+        _die(f"application startup failed: {exc}", EXIT_STARTUP_FAILED)
+    except KeyboardInterrupt:
+        pass
+
+
+def _die(message: str, status: int) -> None:
+    print(f"caboose: error: {message}", file=sys.stderr)
+    sys.exit(status)

@@ -1,0 +1,140 @@
+"""Server configuration: immutable data, validated once; the CLI is generated from it."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from caboose.errors import ConfigError
+
+LOOPS = ("auto", "asyncio", "uvloop")
+LIFESPANS = ("auto", "on", "off")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _opt(help: str, group: str = "server", **cli: Any) -> Any:
+    """Field metadata the CLI reads: help text, argument group, argparse extras."""
+    return {"help": help, "group": group, **cli}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every option caboose understands. Names match uvicorn's where they mean the same."""
+
+    host: str = field(default="127.0.0.1", metadata=_opt("Bind socket to this host."))
+    port: int = field(default=8000, metadata=_opt("Bind socket to this port (0: any free)."))
+    uds: str | None = field(default=None, metadata=_opt("Bind to a UNIX domain socket."))
+    fd: int | None = field(default=None, metadata=_opt("Bind to socket from this descriptor."))
+    loop: str = field(default="auto", metadata=_opt("Event loop implementation.", choices=LOOPS))
+    log_level: str = field(default="info", metadata=_opt("Log level.", choices=LOG_LEVELS))
+    access_log: bool = field(default=True, metadata=_opt("Enable/disable the access log."))
+    root_path: str = field(
+        default="", metadata=_opt("ASGI root_path for apps mounted below a path.", "app")
+    )
+    proxy_headers: bool = field(
+        default=True,
+        metadata=_opt("Trust X-Forwarded-Proto/For from --forwarded-allow-ips.", "proxy"),
+    )
+    forwarded_allow_ips: str = field(
+        default_factory=lambda: os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        metadata=_opt(
+            "Comma-separated IPs/networks to trust proxy headers from; '*' all.", "proxy"
+        ),
+    )
+    lifespan: str = field(
+        default="auto", metadata=_opt("Lifespan protocol mode.", "app", choices=LIFESPANS)
+    )
+    factory: bool = field(
+        default=False, metadata=_opt("Treat APP as a factory: call it to get the app.", "app")
+    )
+    app_dir: str = field(
+        default=".", metadata=_opt("Look for APP in this directory (put on sys.path).", "app")
+    )
+    ssl_certfile: str | None = field(default=None, metadata=_opt("TLS certificate file.", "tls"))
+    ssl_keyfile: str | None = field(default=None, metadata=_opt("TLS private key file.", "tls"))
+    ssl_keyfile_password: str | None = field(
+        default=None, metadata=_opt("Password of the TLS key.", "tls")
+    )
+    ssl_ca_certs: str | None = field(
+        default=None, metadata=_opt("CA certificates to verify clients with.", "tls")
+    )
+    timeout_keep_alive: float = field(
+        default=5.0,
+        metadata=_opt("Close idle keep-alive connections after this many seconds.", "timeouts"),
+    )
+    header_read_timeout: float = field(
+        default=10.0,
+        metadata=_opt("Seconds a client has to send a whole request head (slowloris).", "timeouts"),
+    )
+    timeout_graceful_shutdown: float = field(
+        default=30.0,
+        metadata=_opt("Seconds in-flight requests get to finish on shutdown.", "timeouts"),
+    )
+    limit_concurrency: int | None = field(
+        default=None,
+        metadata=_opt("Answer 503 above this many concurrent connections or tasks.", "limits"),
+    )
+    limit_request_line: int = field(
+        default=8190, metadata=_opt("Longest request-target accepted (414 above).", "limits")
+    )
+    limit_header_size: int = field(
+        default=65536, metadata=_opt("Largest request head in bytes (431 above).", "limits")
+    )
+    limit_header_count: int = field(
+        default=100, metadata=_opt("Most header fields in a request (431 above).", "limits")
+    )
+    h11_max_incomplete_event_size: int = field(
+        default=65536 * 4,
+        metadata=_opt("Request body bytes buffered before reading pauses.", "limits"),
+    )
+    server_header: bool = field(default=True, metadata=_opt("Send a Server header."))
+    date_header: bool = field(default=True, metadata=_opt("Send a Date header."))
+
+    def __post_init__(self) -> None:
+        self._check_ranges()
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ConfigError("--ssl-keyfile needs --ssl-certfile")
+        self.trusted_proxies()  # fail early on a malformed --forwarded-allow-ips
+
+    def _check_ranges(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be between 0 and 65535, not {self.port}")
+        for name in ("timeout_keep_alive", "header_read_timeout", "timeout_graceful_shutdown"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        for name in ("limit_request_line", "limit_header_size", "limit_header_count"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.limit_concurrency is not None and self.limit_concurrency < 1:
+            raise ConfigError("--limit-concurrency must be at least 1")
+        if self.loop not in LOOPS:
+            raise ConfigError(f"--loop must be one of {', '.join(LOOPS)}")
+        if self.lifespan not in LIFESPANS:
+            raise ConfigError(f"--lifespan must be one of {', '.join(LIFESPANS)}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+
+    @property
+    def is_tls(self) -> bool:
+        return self.ssl_certfile is not None
+
+    def trusted_proxies(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
+        """The proxy networks trusted for X-Forwarded-*; ``None`` means trust everyone."""
+        entries = [item.strip() for item in self.forwarded_allow_ips.split(",") if item.strip()]
+        if "*" in entries:
+            return None
+        try:
+            return [ipaddress.ip_network(entry, strict=False) for entry in entries]
+        except ValueError as exc:
+            raise ConfigError(f"--forwarded-allow-ips: {exc}") from None
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Config:
+        """Build from keyword options, naming any unknown one in the error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+        return cls(**options)

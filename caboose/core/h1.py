@@ -1,0 +1,449 @@
+"""HTTP/1.1 server connection: the llhttp parser (httptools) wrapped as bytes in, events out."""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import Enum
+from http import HTTPStatus
+
+import httptools
+
+from caboose.core.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    Headers,
+    RequestReceived,
+    StreamEnded,
+    TrailersReceived,
+)
+from caboose.core.headers import validate_fields
+from caboose.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+
+
+class ConnectionState(Enum):
+    OPEN = "open"  # reading requests
+    DRAINING = "draining"  # no more requests are read; outstanding responses finish
+    DONE = "done"  # nothing more will be written: close once output is flushed
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode("ascii"))
+
+
+_STATUS_LINES = {status.value: _status_line(status.value) for status in HTTPStatus}
+
+# RFC 9110 §6.4.1: these responses never carry content, whatever their headers say.
+_NO_CONTENT_STATUSES = frozenset({204, 304})
+
+
+class _Framing(Enum):
+    NONE = "none"  # HEAD, 204, 304: the body is dropped
+    LENGTH = "length"  # Content-Length
+    CHUNKED = "chunked"
+    CLOSE = "close"  # HTTP/1.0 without a length: the end of the connection ends the body
+
+
+class _Cycle:
+    """One request/response exchange: what the request asked for and how the response goes."""
+
+    __slots__ = (
+        "framing",
+        "head",
+        "http_10",
+        "keep_alive",
+        "remaining",
+        "request_complete",
+        "started",
+        "stream_id",
+        "trailers",
+    )
+
+    def __init__(self, stream_id: int, head: bool, http_10: bool, keep_alive: bool) -> None:
+        self.stream_id = stream_id
+        self.head = head
+        self.http_10 = http_10
+        self.keep_alive = keep_alive
+        self.request_complete = False
+        self.started = False
+        self.framing = _Framing.CHUNKED
+        self.remaining = -1  # bytes the declared Content-Length still owes; -1: undeclared
+        self.trailers = False
+
+
+class H1Connection:
+    """Server role of HTTP/1.1 (RFC 9112).
+
+    Requests are parsed as they arrive, also when pipelined; each request cycle gets stream id
+    1, 2, 3, ... Responses must be sent in request order (RFC 9112 §9.3.2): every send command
+    names a stream, and it must be the oldest cycle whose response is unfinished.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_request_line: int = 8190,
+        max_header_size: int = 65536,
+        max_headers: int = 100,
+    ) -> None:
+        self.max_request_line = max_request_line
+        self.max_header_size = max_header_size
+        self.max_headers = max_headers
+        # Fields added to every response head unless the app set them (Server, Date); the
+        # driver refreshes Date, since the core reads no clock.
+        self.default_headers: Headers = []
+        self.state = ConnectionState.OPEN
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[Event] = []
+        self._out: list[bytes] = []
+        self._cycles: deque[_Cycle] = deque()
+        self._next_stream_id = 1
+        self._deferred_error: bytes | None = None
+        self._error: RemoteProtocolError | None = None
+        self._reset_head()
+
+    # -- receiving -------------------------------------------------------------------------
+
+    @property
+    def in_head(self) -> bool:
+        """Whether a request head has begun but not yet completed (header-read timeout)."""
+        return self._head_started
+
+    @property
+    def idle(self) -> bool:
+        """No request is being received and no response is owed."""
+        return not self._cycles and not self._head_started
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed received bytes; ``b""`` means the peer closed its side."""
+        if self.state is not ConnectionState.OPEN:
+            return []
+        if not data:
+            return self._peer_closed()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # No upgrade is offered yet (RFC 9110 §7.8 lets a server ignore Upgrade): serve the
+            # request as plain HTTP/1.1 and go on parsing after it.
+            self._flush_head(end_stream=False)
+            self._parser = httptools.HttpRequestParser(self)
+            return self._collect() + self.receive_data(data[exc.args[0] :])
+        except httptools.HttpParserError as exc:
+            self._reject(self._error or RemoteProtocolError(str(exc).strip() or "bad request"))
+        self._flush_head(end_stream=False)
+        if self._head_started and self.state is ConnectionState.OPEN:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_header_size:
+                self._reject(RemoteProtocolError("request header too large", status=431))
+        return self._collect()
+
+    def _collect(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def _peer_closed(self) -> list[Event]:
+        incomplete = self._head_started or any(not c.request_complete for c in self._cycles)
+        self.state = ConnectionState.DRAINING if self._cycles else ConnectionState.DONE
+        if incomplete or not self._cycles:
+            reason = "peer closed mid-request" if incomplete else "peer closed"
+            return [ConnectionTerminated(ErrorCode.NO_ERROR, reason)]
+        return []
+
+    # -- httptools callbacks (public names because the parser looks them up) ----------------
+
+    def _reset_head(self) -> None:
+        self._head_started = False
+        self._head_bytes = 0
+        self._url = b""
+        self._headers: Headers = []
+        self._trailers: Headers = []
+        self._pending: _Cycle | None = None
+
+    def on_message_begin(self) -> None:
+        self._reset_head()
+        self._head_started = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.max_request_line:
+            self._fail(RemoteProtocolError("request-target too long", status=414))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        fields = self._headers if self._head_started else self._trailers
+        if len(fields) >= self.max_headers:
+            self._fail(RemoteProtocolError("too many header fields", status=431))
+        name = name.lower()
+        # llhttp lets "gzip, chunked" through; we accept no transfer coding but chunked,
+        # since a coding we do not decode would leave the body unframeable (RFC 9112 §6.1).
+        if name == b"transfer-encoding" and value.strip().lower() != b"chunked":
+            self._fail(RemoteProtocolError("unsupported transfer coding", status=501))
+        fields.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        http_10 = parser.get_http_version() == "1.0"
+        method = parser.get_method()
+        cycle = _Cycle(self._next_stream_id, method == b"HEAD", http_10, parser.should_keep_alive())
+        self._next_stream_id += 1
+        self._cycles.append(cycle)
+        self._pending = cycle
+        self._method = method
+        self._head_started = False
+
+    def on_body(self, body: bytes) -> None:
+        self._flush_head(end_stream=False)
+        stream_id = self._cycles[-1].stream_id
+        self._events.append(DataReceived(stream_id, body, len(body)))
+
+    def on_message_complete(self) -> None:
+        if self._flush_head(end_stream=True):
+            return
+        cycle = self._cycles[-1]
+        cycle.request_complete = True
+        if self._trailers:
+            self._events.append(TrailersReceived(cycle.stream_id, self._trailers))
+            self._trailers = []
+        self._events.append(StreamEnded(cycle.stream_id))
+
+    def _flush_head(self, *, end_stream: bool) -> bool:
+        """Emit the pending request head, marked complete when no body follows it."""
+        cycle = self._pending
+        if cycle is None:
+            return False
+        self._pending = None
+        cycle.request_complete = end_stream
+        version = "1.0" if cycle.http_10 else "1.1"
+        self._events.append(
+            RequestReceived(
+                cycle.stream_id, self._method, self._url, self._headers, version, end_stream
+            )
+        )
+        return end_stream
+
+    def _fail(self, error: RemoteProtocolError) -> None:
+        """Raise from inside a parser callback, remembering why (httptools drops the cause)."""
+        self._error = error
+        raise error
+
+    def _reject(self, error: RemoteProtocolError) -> None:
+        """The peer sent something unparseable: answer with ``error.status`` and close."""
+        self.state = ConnectionState.DRAINING
+        response = self._error_response(error.status, str(error))
+        broken = (
+            self._cycles[-1] if self._cycles and not self._cycles[-1].request_complete else None
+        )
+        if broken is not None:
+            self._pending = None
+            self._cycles.pop()
+            self._events.append(ConnectionTerminated(ErrorCode.PROTOCOL_ERROR, str(error)))
+            if broken.started:
+                self._cycles.clear()
+                self.state = ConnectionState.DONE
+                return
+        if self._cycles:
+            self._deferred_error = response
+        else:
+            self._out.append(response)
+            self.state = ConnectionState.DONE
+
+    def _error_response(self, status: int, reason: str) -> bytes:
+        body = f"{HTTPStatus(status).phrase}: {reason}\n".encode("latin-1", "replace")
+        head = [_STATUS_LINES[status]]
+        head += [b"%s: %s\r\n" % field for field in self.default_headers]
+        head.append(b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n")
+        head.append(b"content-length: %d\r\n\r\n" % len(body))
+        return b"".join(head) + body
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def _cycle_for(self, stream_id: int) -> _Cycle:
+        if not self._cycles or self._cycles[0].stream_id != stream_id:
+            raise LocalProtocolError(f"stream {stream_id} is not the response due next")
+        return self._cycles[0]
+
+    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+        """A 1xx response (100 Continue, 103 Early Hints); HTTP/1.0 clients get none."""
+        cycle = self._cycle_for(stream_id)
+        if cycle.started:
+            raise LocalProtocolError("informational response after the final response began")
+        if not 100 <= status < 200 or status == 101:
+            raise LocalProtocolError(f"{status} is not an informational status")
+        validate_fields(headers)
+        if cycle.http_10:
+            return
+        lines = [_STATUS_LINES.get(status) or _status_line(status)]
+        lines += [b"%s: %s\r\n" % field for field in headers]
+        lines.append(b"\r\n")
+        self._out.append(b"".join(lines))
+
+    def send_headers(
+        self,
+        stream_id: int,
+        status: int,
+        headers: Headers,
+        *,
+        end_stream: bool = False,
+        trailers: bool = False,
+    ) -> None:
+        """Start the response. ``trailers`` says a trailer section will really be written."""
+        cycle = self._cycle_for(stream_id)
+        if cycle.started:
+            raise LocalProtocolError("response already started")
+        if not 200 <= status <= 999:
+            raise LocalProtocolError(f"invalid final status {status}")
+        validate_fields(headers)
+        cycle.started = True
+        lines = [_STATUS_LINES.get(status) or _status_line(status)]
+        close = self._frame(cycle, status, headers, lines, end_stream, trailers)
+        # While draining, the last owed response says close, unless a queued 400 will.
+        last = len(self._cycles) == 1 and self._deferred_error is None
+        draining = self.state is not ConnectionState.OPEN and last
+        if close or not cycle.keep_alive or draining:
+            cycle.keep_alive = False
+            lines.append(b"connection: close\r\n")
+        elif cycle.http_10:
+            lines.append(b"connection: keep-alive\r\n")
+        lines.append(b"\r\n")
+        self._out.append(b"".join(lines))
+        if end_stream:
+            self._end_body(cycle)
+
+    def _frame(
+        self,
+        cycle: _Cycle,
+        status: int,
+        headers: Headers,
+        lines: list[bytes],
+        end_stream: bool,
+        trailers: bool,
+    ) -> bool:
+        """Copy the app's fields into ``lines`` and choose the framing (RFC 9112 §6).
+
+        Returns whether the app asked for ``Connection: close``.
+        """
+        declared = -1
+        close = False
+        own = set()
+        for name, value in headers:
+            lname = name.lower()
+            if lname == b"content-length":
+                declared = self._declared_length(value)
+                if trailers:
+                    continue  # chunked framing carries the trailers; §6.1 forbids both
+            elif lname == b"transfer-encoding":
+                continue  # framing is ours to choose
+            elif lname == b"connection":
+                close = close or b"close" in value.lower()
+                continue
+            own.add(lname)
+            lines.append(b"%s: %s\r\n" % (name, value))
+        for name, value in self.default_headers:
+            if name not in own:
+                lines.append(b"%s: %s\r\n" % (name, value))
+        cycle.remaining = declared
+        cycle.trailers = trailers
+        if cycle.head or status in _NO_CONTENT_STATUSES:
+            cycle.framing = _Framing.NONE
+            if declared >= 0 and status not in _NO_CONTENT_STATUSES:
+                lines.append(b"content-length: %d\r\n" % declared)
+        elif trailers and not cycle.http_10:
+            cycle.framing = _Framing.CHUNKED
+            lines.append(b"transfer-encoding: chunked\r\n")
+        elif declared >= 0:
+            cycle.framing = _Framing.LENGTH
+            lines.append(b"content-length: %d\r\n" % declared)
+        elif end_stream:
+            cycle.framing = _Framing.LENGTH
+            cycle.remaining = 0
+            lines.append(b"content-length: 0\r\n")
+        elif cycle.http_10:
+            cycle.framing = _Framing.CLOSE
+            return True
+        else:
+            cycle.framing = _Framing.CHUNKED
+            lines.append(b"transfer-encoding: chunked\r\n")
+        return close
+
+    @staticmethod
+    def _declared_length(value: bytes) -> int:
+        if not value.strip().isdigit():
+            raise LocalProtocolError(f"invalid content-length {value!r}")
+        return int(value)
+
+    def send_data(self, stream_id: int, data: bytes, *, end_stream: bool = False) -> None:
+        cycle = self._cycle_for(stream_id)
+        if not cycle.started:
+            raise LocalProtocolError("body sent before the response head")
+        if cycle.remaining >= 0:
+            cycle.remaining -= len(data)
+            if cycle.remaining < 0:
+                self._abort(cycle)
+                raise LocalProtocolError("response body longer than its Content-Length")
+        if data:
+            framing = cycle.framing
+            if framing is _Framing.CHUNKED:
+                self._out.append(b"%x\r\n%s\r\n" % (len(data), data))
+            elif framing is not _Framing.NONE:
+                self._out.append(data)
+        if end_stream:
+            if cycle.trailers:
+                raise LocalProtocolError("the response ends with its trailers")
+            self._end_body(cycle)
+
+    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+        """Write the trailer section (RFC 9112 §7.1.2), which ends the response."""
+        cycle = self._cycle_for(stream_id)
+        if not cycle.trailers:
+            raise LocalProtocolError("trailers were not announced with the response head")
+        validate_fields(headers)
+        cycle.trailers = False
+        self._check_length(cycle)
+        fields = b"".join(b"%s: %s\r\n" % field for field in headers)
+        self._out.append(b"0\r\n" + fields + b"\r\n")
+        self._finish(cycle)
+
+    def _end_body(self, cycle: _Cycle) -> None:
+        self._check_length(cycle)
+        if cycle.framing is _Framing.CHUNKED:
+            self._out.append(b"0\r\n\r\n")
+        self._finish(cycle)
+
+    def _check_length(self, cycle: _Cycle) -> None:
+        if cycle.remaining > 0 and cycle.framing is not _Framing.NONE:
+            self._abort(cycle)
+            raise LocalProtocolError("response body shorter than its Content-Length")
+
+    def reset_stream(self, stream_id: int) -> None:
+        """Abandon a response midway: HTTP/1.1 can only close the connection."""
+        self._abort(self._cycle_for(stream_id))
+
+    def _abort(self, cycle: _Cycle) -> None:
+        self._cycles.clear()
+        self.state = ConnectionState.DONE
+
+    def _finish(self, cycle: _Cycle) -> None:
+        self._cycles.popleft()
+        if not cycle.keep_alive:
+            self._cycles.clear()
+            self.state = ConnectionState.DONE
+        elif self.state is ConnectionState.DRAINING and not self._cycles:
+            if self._deferred_error is not None:
+                self._out.append(self._deferred_error)
+            self.state = ConnectionState.DONE
+
+    def start_closing(self) -> None:
+        """Read no further requests (graceful shutdown); close after owed responses."""
+        if self.state is ConnectionState.OPEN:
+            self.state = ConnectionState.DRAINING if self._cycles else ConnectionState.DONE
+
+    def data_to_send(self) -> bytes:
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data

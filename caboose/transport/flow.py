@@ -1,0 +1,82 @@
+"""Backpressure gates: pause reading above a high-water mark, make writers wait while paused."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class WriteGate:
+    """Tracks the transport's pause_writing/resume_writing; senders await ``wait()``.
+
+    Nothing polls: a paused writer sleeps on a future that resume_writing (or close) resolves.
+    """
+
+    __slots__ = ("_paused", "_waiters")
+
+    def __init__(self) -> None:
+        self._paused = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self) -> None:
+        if not self._paused:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def close(self) -> None:
+        """The connection is gone: release every waiter (their sends become no-ops)."""
+        self.resume()
+
+
+class ReadGate:
+    """Pauses the transport while received-but-unconsumed body bytes exceed ``high``.
+
+    Reading resumes once the application has consumed enough to fall to ``high // 4``, the
+    same hysteresis idea as uvicorn's watermarks, so we do not flap on every chunk.
+    """
+
+    __slots__ = ("_buffered", "_high", "_low", "_paused", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, high: int) -> None:
+        self._transport = transport
+        self._high = high
+        self._low = high // 4
+        self._buffered = 0
+        self._paused = False
+
+    def received(self, size: int) -> None:
+        self._buffered += size
+        if not self._paused and self._buffered > self._high:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def consumed(self, size: int) -> None:
+        self._buffered = max(0, self._buffered - size)
+        if self._paused and self._buffered <= self._low:
+            self.resume()
+
+    def pause(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            if not self._transport.is_closing():
+                self._transport.resume_reading()

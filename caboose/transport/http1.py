@@ -1,0 +1,290 @@
+"""HTTP/1.1 over asyncio: bytes between the socket and H1Connection, events to HTTPStreams."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import typing
+from collections import deque
+from typing import Any
+
+from caboose.asgi.http import HTTPStream
+from caboose.asgi.scope import apply_proxy_headers, http_scope, is_trusted
+from caboose.core.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    Headers,
+    RequestReceived,
+    StreamEnded,
+    TrailersReceived,
+)
+from caboose.core.h1 import ConnectionState, H1Connection
+from caboose.core.headers import accepts_trailers, has_token
+from caboose.transport.flow import ReadGate, WriteGate
+from caboose.transport.state import ServerState
+
+access_logger = logging.getLogger("caboose.access")
+logger = logging.getLogger("caboose.error")
+
+_BUSY = b"Service Unavailable\n"
+
+
+def _address(info: Any) -> tuple[str, int] | None:
+    if isinstance(info, tuple) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    return None
+
+
+class H1Protocol(asyncio.Protocol):
+    """One HTTP/1.1 connection. Runs one app task at a time, in request order."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        config = state.config
+        self.core = H1Connection(
+            max_request_line=config.limit_request_line,
+            max_header_size=config.limit_header_size,
+            max_headers=config.limit_header_count,
+        )
+        self.core.default_headers = state.default_headers
+        self.loop = asyncio.get_running_loop()
+        self.streams: dict[int, HTTPStream] = {}
+        self.waiting: deque[HTTPStream] = deque()  # pipelined requests behind the active one
+        self.active: HTTPStream | None = None
+        self.write_gate = WriteGate()
+        self.transport: asyncio.Transport | None = None
+        self.read_gate: ReadGate | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.server: tuple[str, int] | None = None
+        self.client: tuple[str, int] | None = None
+        self.scheme = "https" if config.is_tls else "http"
+        self.behind_proxy = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        transport = typing.cast(asyncio.Transport, transport)
+        self.transport = transport
+        self.read_gate = ReadGate(transport, self.state.config.h11_max_incomplete_event_size)
+        self.server = _address(transport.get_extra_info("sockname"))
+        self.client = _address(transport.get_extra_info("peername"))
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+        # Decided once per connection: parsing the peer address per request is costly.
+        self.behind_proxy = (
+            self.state.config.proxy_headers
+            and self.client is not None
+            and is_trusted(self.client[0], self.state.trusted_proxies)
+        )
+        self.state.connections.add(self)
+        self._arm(self.state.config.timeout_keep_alive, self._idle_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        self._disarm()
+        self._handle(self.core.receive_data(data))
+        self._flush()
+        if self.core.in_head:
+            self._arm(self.state.config.header_read_timeout, self._head_timeout)
+
+    def eof_received(self) -> bool | None:
+        self._handle(self.core.receive_data(b""))
+        self._flush()
+        # Keep the write side open while responses are still owed to a half-closed client.
+        return True if self.core.state is ConnectionState.DRAINING else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.state.connections.discard(self)
+        for stream in self.streams.values():
+            stream.disconnect()
+        self.write_gate.close()
+
+    def pause_writing(self) -> None:
+        self.write_gate.pause()
+
+    def resume_writing(self) -> None:
+        self.write_gate.resume()
+
+    # -- events from the core ----------------------------------------------------------------
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            match event:
+                case RequestReceived():
+                    self._on_request(event)
+                case DataReceived(stream_id=stream_id, data=data):
+                    stream = self.streams.get(stream_id)
+                    if stream is not None:
+                        stream.feed_body(data)
+                        assert self.read_gate is not None
+                        self.read_gate.received(len(data))
+                case TrailersReceived(stream_id=stream_id, headers=headers):
+                    if stream_id in self.streams:
+                        self.streams[stream_id].feed_trailers(headers)
+                case StreamEnded(stream_id=stream_id):
+                    if stream_id in self.streams:
+                        self.streams[stream_id].end_body()
+                case ConnectionTerminated():
+                    self._disconnect_all()
+
+    def _on_request(self, event: RequestReceived) -> None:
+        headers = event.headers
+        scope = http_scope(
+            event,
+            scheme=self.scheme,
+            server=self.server,
+            client=self.client,
+            root_path=self.state.config.root_path,
+            state=self.state.lifespan_state,
+            extensions={"http.response.trailers": {}, "http.request.trailers": {}},
+        )
+        if self.behind_proxy:
+            apply_proxy_headers(scope, headers, self.state.trusted_proxies)
+        expect = any(n == b"expect" and has_token(v, b"100-continue") for n, v in headers)
+        stream = HTTPStream(
+            self,
+            event.stream_id,
+            scope,
+            body_complete=event.end_stream,
+            accepts_trailers=accepts_trailers(headers),
+            expect_continue=expect,
+        )
+        self.streams[event.stream_id] = stream
+        if self.active is None:
+            self._start(stream)
+        else:
+            self.waiting.append(stream)
+            # Pipelined requests wait their turn; stop reading more of them meanwhile.
+            assert self.read_gate is not None
+            self.read_gate.pause()
+
+    def _start(self, stream: HTTPStream) -> None:
+        self.active = stream
+        if self.state.over_capacity() or self.state.shutting_down:
+            self._refuse(stream)
+            return
+        task = self.loop.create_task(stream.run(self.state.app))
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+
+    def _refuse(self, stream: HTTPStream) -> None:
+        stream.status = 503
+        stream.disconnect()
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(_BUSY))]
+        self.core.send_headers(stream.stream_id, 503, headers)
+        self.core.send_data(stream.stream_id, _BUSY, end_stream=True)
+        self._response_done(stream)
+
+    def _disconnect_all(self) -> None:
+        for stream in self.streams.values():
+            stream.disconnect()
+
+    # -- StreamSink: what HTTPStream calls -----------------------------------------------------
+
+    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+        self.core.send_informational(stream_id, status, headers)
+        self._flush()
+
+    def send_head(
+        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool, trailers: bool
+    ) -> None:
+        self.core.send_headers(stream_id, status, headers, end_stream=end_stream, trailers=trailers)
+        if end_stream:
+            self._response_done(self.streams[stream_id])
+
+    async def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None:
+        self.core.send_data(stream_id, data, end_stream=end_stream)
+        if end_stream:
+            self._response_done(self.streams[stream_id])
+        else:
+            self._flush()
+            if self.write_gate.paused:
+                await self.write_gate.wait()
+
+    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+        self.core.send_trailers(stream_id, headers)
+        self._response_done(self.streams[stream_id])
+
+    def consumed(self, stream_id: int, size: int) -> None:
+        assert self.read_gate is not None
+        self.read_gate.consumed(size)
+
+    def reset(self, stream_id: int) -> None:
+        self.core.reset_stream(stream_id)
+        self._flush()
+
+    # -- response cycle bookkeeping ------------------------------------------------------------
+
+    def _response_done(self, stream: HTTPStream) -> None:
+        del self.streams[stream.stream_id]
+        if self.state.config.access_log:
+            self._log_access(stream)
+        self._flush()
+        if self.core.state is not ConnectionState.OPEN:
+            return
+        self.active = None
+        if self.waiting:
+            self._start(self.waiting.popleft())
+            if not self.waiting:
+                assert self.read_gate is not None
+                self.read_gate.resume()
+        elif self.core.idle:
+            self._arm(self.state.config.timeout_keep_alive, self._idle_timeout)
+
+    def _log_access(self, stream: HTTPStream) -> None:
+        scope = stream.scope
+        client = scope["client"]
+        peer = f"{client[0]}:{client[1]}" if client else "-"
+        target = scope["raw_path"].decode("latin-1")
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        access_logger.info(
+            '%s - "%s %s HTTP/%s" %d',
+            peer,
+            scope["method"],
+            target,
+            scope["http_version"],
+            stream.status,
+        )
+
+    def _flush(self) -> None:
+        data = self.core.data_to_send()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if data:
+            transport.write(data)
+        if self.core.state is ConnectionState.DONE:
+            transport.close()
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _arm(self, delay: float, callback: Any) -> None:
+        self._disarm()
+        self.timer = self.loop.call_later(delay, callback)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _idle_timeout(self) -> None:
+        if self.core.idle and self.transport is not None:
+            self.transport.close()
+
+    def _head_timeout(self) -> None:
+        """RFC 9110 §15.5.9: a client too slow to send its head gets 408 (slowloris)."""
+        if self.core.in_head and self.transport is not None:
+            self.core.start_closing()
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: finish owed responses, read nothing new, close when idle."""
+        self.core.start_closing()
+        if self.active is None and self.transport is not None:
+            self.transport.close()

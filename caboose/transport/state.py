@@ -1,0 +1,29 @@
+"""What every connection of one server shares: config, app, default headers, bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from caboose.asgi.http import ASGIApp
+from caboose.config import Config
+from caboose.core.events import Headers
+
+
+@dataclass
+class ServerState:
+    config: Config
+    app: ASGIApp
+    # Server and Date, refreshed each second by the server (the core reads no clock).
+    default_headers: Headers = field(default_factory=list)
+    lifespan_state: dict[str, Any] = field(default_factory=dict)
+    connections: set[Any] = field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None = None
+    shutting_down: bool = False
+
+    def over_capacity(self) -> bool:
+        limit = self.config.limit_concurrency
+        return limit is not None and len(self.connections) + len(self.tasks) > limit

@@ -1,0 +1,38 @@
+"""TLS server context with secure defaults (TLS 1.2+, ALPN)."""
+
+from __future__ import annotations
+
+import ssl
+
+from caboose.config import Config
+from caboose.errors import ConfigError
+
+ALPN_PROTOCOLS = ["http/1.1"]
+
+
+def server_context(config: Config) -> ssl.SSLContext | None:
+    if config.ssl_certfile is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_COMPRESSION  # CRIME (RFC 7457 §2.6)
+    try:
+        context.load_cert_chain(
+            config.ssl_certfile, config.ssl_keyfile, password=config.ssl_keyfile_password
+        )
+    except FileNotFoundError as exc:
+        raise ConfigError(f"--ssl-certfile/--ssl-keyfile: cannot read {exc.filename}") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"--ssl-certfile/--ssl-keyfile: unusable certificate or key ({exc})"
+        ) from None
+    if config.ssl_ca_certs:
+        try:
+            context.load_verify_locations(config.ssl_ca_certs)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"--ssl-ca-certs: cannot load {config.ssl_ca_certs} ({exc})"
+            ) from None
+        context.verify_mode = ssl.CERT_OPTIONAL
+    context.set_alpn_protocols(ALPN_PROTOCOLS)
+    return context

@@ -1,0 +1,272 @@
+"""HTTP/1.1 core without sockets: bytes in, events out; commands in, bytes out."""
+
+from __future__ import annotations
+
+import pytest
+
+from caboose.core.events import (
+    ConnectionTerminated,
+    DataReceived,
+    RequestReceived,
+    StreamEnded,
+    TrailersReceived,
+)
+from caboose.core.h1 import ConnectionState, H1Connection
+from caboose.errors import LocalProtocolError
+
+GET = b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_get_is_one_event_with_end_stream() -> None:
+    conn = H1Connection()
+    events = conn.receive_data(GET)
+    assert events == [
+        RequestReceived(1, b"GET", b"/a?b=1", [(b"host", b"x")], "1.1", end_stream=True)
+    ]
+
+
+def test_header_names_are_lower_cased() -> None:
+    conn = H1Connection()
+    (event,) = conn.receive_data(b"GET / HTTP/1.1\r\nX-Mixed-Case: V\r\n\r\n")
+    assert isinstance(event, RequestReceived)
+    assert event.headers == [(b"x-mixed-case", b"V")]
+
+
+def test_content_length_body() -> None:
+    conn = H1Connection()
+    events = conn.receive_data(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel")
+    events += conn.receive_data(b"lo")
+    assert [type(e) for e in events] == [RequestReceived, DataReceived, DataReceived, StreamEnded]
+    assert b"".join(e.data for e in events if isinstance(e, DataReceived)) == b"hello"
+
+
+def test_chunked_request_trailers_are_not_a_new_request() -> None:
+    conn = H1Connection()
+    events = conn.receive_data(
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nX-Sum: 42\r\nX-Other: y\r\n\r\n"
+    )
+    assert events[-2:] == [
+        TrailersReceived(1, [(b"x-sum", b"42"), (b"x-other", b"y")]),
+        StreamEnded(1),
+    ]
+    assert sum(isinstance(e, RequestReceived) for e in events) == 1
+
+
+def test_pipelined_requests_get_increasing_stream_ids() -> None:
+    conn = H1Connection()
+    events = conn.receive_data(GET + GET + GET)
+    assert [e.stream_id for e in events if isinstance(e, RequestReceived)] == [1, 2, 3]
+
+
+def test_responses_must_go_in_request_order() -> None:
+    conn = H1Connection()
+    conn.receive_data(GET + GET)
+    with pytest.raises(LocalProtocolError):
+        conn.send_headers(2, 200, [])
+    conn.send_headers(1, 200, [], end_stream=True)
+    conn.send_headers(2, 200, [], end_stream=True)
+    assert conn.data_to_send().count(b"HTTP/1.1 200 OK") == 2
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+        (b"POST / HTTP/1.1\r\nContent-Length: 3x\r\n\r\nabc", 400),
+        (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"GET / HTTP/1.1\nHost: x\n\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n", 400),
+        (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", 400),
+        (b"GARBAGE\r\n\r\n", 400),
+    ],
+)
+def test_malformed_requests_get_a_status_and_close(request_bytes: bytes, status: int) -> None:
+    conn = H1Connection()
+    conn.receive_data(request_bytes)
+    out = conn.data_to_send()
+    assert out.startswith(b"HTTP/1.1 %d " % status), out
+    assert b"connection: close" in out
+    assert conn.state is ConnectionState.DONE
+
+
+def test_long_request_target_is_414() -> None:
+    conn = H1Connection(max_request_line=100)
+    conn.receive_data(b"GET /" + b"a" * 200 + b" HTTP/1.1\r\n\r\n")
+    assert conn.data_to_send().startswith(b"HTTP/1.1 414 ")
+
+
+def test_too_many_headers_is_431() -> None:
+    conn = H1Connection(max_headers=10)
+    fields = b"".join(b"X-%d: v\r\n" % i for i in range(11))
+    conn.receive_data(b"GET / HTTP/1.1\r\n" + fields + b"\r\n")
+    assert conn.data_to_send().startswith(b"HTTP/1.1 431 ")
+
+
+def test_header_section_too_large_is_431_even_before_it_ends() -> None:
+    conn = H1Connection(max_header_size=1000)
+    conn.receive_data(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 600)
+    assert conn.data_to_send() == b""
+    conn.receive_data(b"a" * 600)
+    assert conn.data_to_send().startswith(b"HTTP/1.1 431 ")
+
+
+def test_error_after_a_pipelined_request_waits_for_its_response() -> None:
+    conn = H1Connection()
+    events = conn.receive_data(GET + b"BROKEN\r\n\r\n")
+    assert [type(e) for e in events] == [RequestReceived]
+    assert conn.data_to_send() == b""
+    conn.send_headers(1, 200, [], end_stream=True)
+    out = conn.data_to_send()
+    assert out.startswith(b"HTTP/1.1 200 OK") and b"HTTP/1.1 400 " in out
+    assert conn.state is ConnectionState.DONE
+
+
+def test_broken_body_terminates_the_stream() -> None:
+    conn = H1Connection()
+    events = conn.receive_data(
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nZ"
+    )
+    assert isinstance(events[-1], ConnectionTerminated)
+    assert conn.data_to_send().startswith(b"HTTP/1.1 400 ")
+
+
+def test_peer_close_mid_request_is_reported() -> None:
+    conn = H1Connection()
+    conn.receive_data(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+    assert conn.receive_data(b"") == [ConnectionTerminated(0, "peer closed mid-request")]
+
+
+# -- responses -------------------------------------------------------------------------------
+
+
+def respond(request: bytes, *commands: tuple[str, tuple, dict]) -> bytes:  # type: ignore[type-arg]
+    conn = H1Connection()
+    conn.receive_data(request)
+    for name, args, kwargs in commands:
+        getattr(conn, name)(1, *args, **kwargs)
+    return conn.data_to_send()
+
+
+def test_streamed_response_is_chunked() -> None:
+    out = respond(
+        GET,
+        ("send_headers", (200, []), {}),
+        ("send_data", (b"hello",), {}),
+        ("send_data", (b"",), {"end_stream": True}),
+    )
+    assert out.endswith(b"transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+
+
+def test_trailers_follow_the_last_chunk() -> None:
+    out = respond(
+        GET,
+        ("send_headers", (200, []), {"trailers": True}),
+        ("send_data", (b"abc",), {}),
+        ("send_trailers", ([(b"x-checksum", b"1")],), {}),
+    )
+    assert out.endswith(b"3\r\nabc\r\n0\r\nx-checksum: 1\r\n\r\n")
+
+
+def test_content_length_with_trailers_uses_chunked_and_checks_length() -> None:
+    out = respond(
+        GET,
+        ("send_headers", (200, [(b"content-length", b"3")]), {"trailers": True}),
+        ("send_data", (b"abc",), {}),
+        ("send_trailers", ([(b"x-t", b"1")],), {}),
+    )
+    assert b"content-length" not in out
+    assert b"transfer-encoding: chunked" in out
+    conn = H1Connection()
+    conn.receive_data(GET)
+    conn.send_headers(1, 200, [(b"content-length", b"3")], trailers=True)
+    with pytest.raises(LocalProtocolError, match="longer"):
+        conn.send_data(1, b"abcd")
+
+
+def test_head_response_has_no_body_but_keeps_content_length() -> None:
+    out = respond(
+        b"HEAD / HTTP/1.1\r\n\r\n",
+        ("send_headers", (200, [(b"content-length", b"13")]), {}),
+        ("send_data", (b"Hello, world!",), {"end_stream": True}),
+    )
+    assert out.endswith(b"content-length: 13\r\n\r\n")
+
+
+def test_http10_without_length_is_close_delimited() -> None:
+    conn = H1Connection()
+    conn.receive_data(b"GET / HTTP/1.0\r\n\r\n")
+    conn.send_headers(1, 200, [])
+    conn.send_data(1, b"abc", end_stream=True)
+    out = conn.data_to_send()
+    assert b"connection: close" in out and out.endswith(b"\r\n\r\nabc")
+    assert conn.state is ConnectionState.DONE
+
+
+def test_http10_keep_alive_with_length() -> None:
+    conn = H1Connection()
+    conn.receive_data(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    conn.send_headers(1, 200, [(b"content-length", b"3")])
+    conn.send_data(1, b"abc", end_stream=True)
+    assert b"connection: keep-alive" in conn.data_to_send()
+    assert conn.state is ConnectionState.OPEN
+
+
+def test_connection_close_request_ends_after_response() -> None:
+    conn = H1Connection()
+    conn.receive_data(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n" + GET)
+    conn.send_headers(1, 200, [], end_stream=True)
+    assert b"connection: close" in conn.data_to_send()
+    assert conn.state is ConnectionState.DONE
+
+
+def test_body_longer_than_content_length_is_refused_and_aborts() -> None:
+    conn = H1Connection()
+    conn.receive_data(GET)
+    conn.send_headers(1, 200, [(b"content-length", b"2")])
+    with pytest.raises(LocalProtocolError):
+        conn.send_data(1, b"abc")
+    assert conn.state is ConnectionState.DONE
+
+
+@pytest.mark.parametrize(
+    "field", [(b"x-a", b"1\r\nx-b: 2"), (b"x-a", b"1\n"), (b"x-a", b"\x00"), (b"x a", b"1")]
+)
+def test_bad_response_fields_raise_and_are_never_written(field: tuple[bytes, bytes]) -> None:
+    conn = H1Connection()
+    conn.receive_data(GET)
+    with pytest.raises(LocalProtocolError):
+        conn.send_headers(1, 200, [field])
+    assert conn.data_to_send() == b""
+
+
+def test_100_continue_and_http10_skips_it() -> None:
+    conn = H1Connection()
+    conn.receive_data(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+    conn.send_informational(1, 100, [])
+    assert conn.data_to_send() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    conn = H1Connection()
+    conn.receive_data(b"POST / HTTP/1.0\r\nContent-Length: 1\r\n\r\n")
+    conn.send_informational(1, 100, [])
+    assert conn.data_to_send() == b""
+
+
+def test_default_headers_added_unless_app_set_them() -> None:
+    conn = H1Connection()
+    conn.default_headers = [(b"server", b"caboose"), (b"date", b"today")]
+    conn.receive_data(GET)
+    conn.send_headers(1, 200, [(b"Server", b"mine")], end_stream=True)
+    out = conn.data_to_send()
+    assert b"Server: mine" in out and b"server: caboose" not in out and b"date: today" in out
+
+
+def test_no_content_statuses_have_no_framing() -> None:
+    out = respond(GET, ("send_headers", (204, []), {}), ("send_data", (b"",), {"end_stream": True}))
+    assert b"transfer-encoding" not in out and b"content-length" not in out
