@@ -59,6 +59,14 @@ class Server:
         state = ServerState(config=config, app=app, trusted_proxies=config.trusted_proxies())
         lifespan = Lifespan(app, config.lifespan, state.lifespan_state)
         await lifespan.startup()
+        try:
+            await self._run(state, ssl_context)
+        finally:
+            await lifespan.shutdown()
+        logger.info("Finished server process [%d]", os.getpid())
+
+    async def _run(self, state: ServerState, ssl_context: Any) -> None:
+        assert self._loop is not None and self._exit is not None
         clock = self._loop.create_task(self._refresh_headers(state))
         try:
             await self._listen(state, ssl_context)
@@ -70,8 +78,6 @@ class Server:
             clock.cancel()
             for server in self._servers:
                 server.close()
-        await lifespan.shutdown()
-        logger.info("Finished server process [%d]", os.getpid())
 
     async def _listen(self, state: ServerState, ssl_context: Any) -> None:
         config = self.config

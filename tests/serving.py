@@ -21,6 +21,7 @@ def running(app: Any, **options: Any) -> Iterator[Server]:
     options.setdefault("port", 0)
     options.setdefault("lifespan", "off")
     options.setdefault("access_log", False)
+    options.setdefault("timeout_graceful_shutdown", 3.0)
     server = Server(app, Config(**options))
     failure: list[BaseException] = []
 

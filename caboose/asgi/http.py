@@ -70,6 +70,7 @@ class HTTPStream:
         "_disconnected",
         "_expect_continue",
         "_head",
+        "_request_done",
         "_request_trailers",
         "_sink",
         "_trailers",
@@ -100,6 +101,7 @@ class HTTPStream:
         self._body: list[bytes] = []
         self._body_complete = body_complete
         self._request_trailers: Headers | None = None
+        self._request_done = False  # the final http.request message was delivered
         self._disconnected = False
         self._expect_continue = expect_continue and not body_complete
         self._waiter: asyncio.Future[None] | None = None
@@ -145,7 +147,7 @@ class HTTPStream:
     # -- ASGI receive ----------------------------------------------------------------------
 
     async def receive(self) -> Message:
-        while not (self._body or self._body_complete or self._disconnected):
+        while not self._readable():
             if self.state is ResponseState.DONE:
                 return _DISCONNECT
             if self._expect_continue:
@@ -156,9 +158,15 @@ class HTTPStream:
                     self._sink.send_informational(self.stream_id, 100, [])
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        if self._disconnected or (self.state is ResponseState.DONE and not self._body):
+        if self._disconnected:
             return _DISCONNECT
         return self._take_body()
+
+    def _readable(self) -> bool:
+        """Whether receive() has something to return now (after the body: only disconnect)."""
+        if self._disconnected or self._body:
+            return True
+        return self._body_complete and not self._request_done
 
     def _take_body(self) -> Message:
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
@@ -166,6 +174,7 @@ class HTTPStream:
         if body:
             self._sink.consumed(self.stream_id, len(body))
         more = not self._body_complete
+        self._request_done = not more
         message: Message = {"type": "http.request", "body": body, "more_body": more}
         if not more and self._request_trailers is not None:
             message["trailers"] = self._request_trailers
@@ -186,6 +195,8 @@ class HTTPStream:
             self._send_trailers(message)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} (state {self.state.value})")
+        if self.state is ResponseState.DONE:
+            self._wake()  # a receive() waiting for disconnect may return now
 
     def _start(self, message: Message) -> None:
         if self.state is not ResponseState.START:
@@ -211,12 +222,23 @@ class HTTPStream:
                 self._flush_head(end_stream=True)
                 self.state = ResponseState.DONE
                 return
+            if ends_stream:
+                self._declare_length(len(body))
             self._flush_head(end_stream=False)
         if more:
             self.state = ResponseState.BODY
         else:
             self.state = ResponseState.TRAILERS if self._trailers_expected else ResponseState.DONE
         await self._sink.send_data(self.stream_id, body, end_stream=ends_stream)
+
+    def _declare_length(self, length: int) -> None:
+        """The whole body is in one message: say its length rather than stream it chunked."""
+        assert self._head is not None
+        status, headers = self._head
+        if self.scope["method"] == "HEAD" or status in (204, 304):
+            return
+        if not any(name.lower() == b"content-length" for name, _ in headers):
+            headers.append((b"content-length", b"%d" % length))
 
     def _misplaced(self, kind: str) -> str:
         if self.state is ResponseState.START:

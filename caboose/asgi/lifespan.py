@@ -64,6 +64,8 @@ class Lifespan:
         }
         try:
             await self.app(scope, self._receive, self._send)
+        except asyncio.CancelledError:
+            raise
         except BaseException as exc:
             if self._startup_done.is_set() or self.mode == "on":
                 self._failure = self._failure or f"lifespan failed: {exc!r}"
@@ -71,8 +73,6 @@ class Lifespan:
             else:
                 self._unsupported = True
                 logger.info("ASGI 'lifespan' protocol appears unsupported.")
-            if isinstance(exc, asyncio.CancelledError):
-                raise
         finally:
             self._startup_done.set()
             self._shutdown_done.set()

@@ -146,18 +146,20 @@ class H1Connection:
         return events
 
     def _peer_closed(self) -> list[Event]:
+        # Clients do not half-close HTTP/1.1 connections to await a response (RFC 9112 §9.6
+        # has the close travel with the last request instead), so EOF means the client left.
         incomplete = self._head_started or any(not c.request_complete for c in self._cycles)
-        self.state = ConnectionState.DRAINING if self._cycles else ConnectionState.DONE
-        if incomplete or not self._cycles:
-            reason = "peer closed mid-request" if incomplete else "peer closed"
-            return [ConnectionTerminated(ErrorCode.NO_ERROR, reason)]
-        return []
+        self.state = ConnectionState.DONE
+        self._cycles.clear()
+        reason = "peer closed mid-request" if incomplete else "peer closed"
+        return [ConnectionTerminated(ErrorCode.NO_ERROR, reason)]
 
     # -- httptools callbacks (public names because the parser looks them up) ----------------
 
     def _reset_head(self) -> None:
         self._head_started = False
-        self._head_bytes = 0
+        self._head_bytes = 0  # bytes received while a head is incomplete (bounds buffering)
+        self._head_size = 0  # bytes of the parsed head and trailers (the 431 limit)
         self._url = b""
         self._headers: Headers = []
         self._trailers: Headers = []
@@ -171,11 +173,18 @@ class H1Connection:
         self._url += url
         if len(self._url) > self.max_request_line:
             self._fail(RemoteProtocolError("request-target too long", status=414))
+        self._count_head(len(url))
+
+    def _count_head(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > self.max_header_size:
+            self._fail(RemoteProtocolError("request header section too large", status=431))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         fields = self._headers if self._head_started else self._trailers
         if len(fields) >= self.max_headers:
             self._fail(RemoteProtocolError("too many header fields", status=431))
+        self._count_head(len(name) + len(value) + 4)
         name = name.lower()
         # llhttp lets "gzip, chunked" through; we accept no transfer coding but chunked,
         # since a coding we do not decode would leave the body unframeable (RFC 9112 §6.1).
@@ -332,8 +341,7 @@ class H1Connection:
             lname = name.lower()
             if lname == b"content-length":
                 declared = self._declared_length(value)
-                if trailers:
-                    continue  # chunked framing carries the trailers; §6.1 forbids both
+                continue  # written below, where the framing is chosen
             elif lname == b"transfer-encoding":
                 continue  # framing is ours to choose
             elif lname == b"connection":
@@ -347,6 +355,7 @@ class H1Connection:
         cycle.remaining = declared
         cycle.trailers = trailers
         if cycle.head or status in _NO_CONTENT_STATUSES:
+            # With trailers on, chunked framing carries them; §6.1 forbids a length beside it.
             cycle.framing = _Framing.NONE
             if declared >= 0 and status not in _NO_CONTENT_STATUSES:
                 lines.append(b"content-length: %d\r\n" % declared)

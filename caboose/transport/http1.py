@@ -90,9 +90,7 @@ class H1Protocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self._handle(self.core.receive_data(b""))
-        self._flush()
-        # Keep the write side open while responses are still owed to a half-closed client.
-        return True if self.core.state is ConnectionState.DRAINING else None
+        return None  # close the transport: connection_lost tells every stream
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 
 from caboose.config import Config
@@ -13,6 +14,10 @@ ALPN_PROTOCOLS = ["http/1.1"]
 def server_context(config: Config) -> ssl.SSLContext | None:
     if config.ssl_certfile is None:
         return None
+    for option in ("ssl_certfile", "ssl_keyfile", "ssl_ca_certs"):
+        path = getattr(config, option)
+        if path is not None and not os.access(path, os.R_OK):
+            raise ConfigError(f"--{option.replace('_', '-')}: cannot read {path}")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_COMPRESSION  # CRIME (RFC 7457 §2.6)
@@ -20,8 +25,6 @@ def server_context(config: Config) -> ssl.SSLContext | None:
         context.load_cert_chain(
             config.ssl_certfile, config.ssl_keyfile, password=config.ssl_keyfile_password
         )
-    except FileNotFoundError as exc:
-        raise ConfigError(f"--ssl-certfile/--ssl-keyfile: cannot read {exc.filename}") from None
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(
             f"--ssl-certfile/--ssl-keyfile: unusable certificate or key ({exc})"

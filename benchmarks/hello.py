@@ -1,0 +1,46 @@
+"""Minimal ASGI 3 hello-world app used by the benchmark harness.
+
+Serve it as ``benchmarks.hello:app`` from the project root. Every server under test runs this
+same app, so the numbers compare the servers, not the apps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+BODY = b"Hello, world!"
+
+HEADERS = [
+    (b"content-type", b"text/plain"),
+    (b"content-length", str(len(BODY)).encode("ascii")),
+]
+
+
+async def lifespan(receive: Receive, send: Send) -> None:
+    """Complete startup and shutdown without doing anything else."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    kind = scope["type"]
+    if kind == "http":
+        # A GET has no body worth reading; answer straight away. Fresh message dicts per request,
+        # as a framework would build them.
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": BODY, "more_body": False})
+    elif kind == "lifespan":
+        await lifespan(receive, send)
+    else:
+        raise RuntimeError(f"hello app does not handle scope type {kind!r}")

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Benchmark caboose against uvicorn and granian (HTTP/1.1, wrk) on benchmarks/hello.py:app.
+#
+#   bash benchmarks/run.sh                      # or: make bench
+#   BENCH_DURATION=3 BENCH_ROUNDS=1 bash benchmarks/run.sh
+#   BENCH_SERVERS=caboose,uvicorn bash benchmarks/run.sh
+#   BENCH_SCENARIOS=h1,h2c bash benchmarks/run.sh   # h2c: h2load vs hypercorn and granian
+#
+# Builds benchmarks/.venv (separate from the dev venv) with the peer servers and an editable
+# caboose, installs Debian's wrk (and h2load for h2c) when missing, then hands over to
+# benchmarks/bench.py, which starts every server once, runs interleaved rounds against
+# 127.0.0.1 only, prints a Markdown table and writes benchmarks/results/<scenario>-<time>.json.
+# See bench.py's docstring for every BENCH_* knob.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+VENV="$HERE/.venv"
+PY="${PYTHON:-python3}"
+PEERS=("uvicorn[standard]" granian hypercorn)
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+# --- the benchmark venv -----------------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+    say "creating $VENV"
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+fi
+
+# Re-install the peers when this list changes, not on every run.
+peers_stamp="$VENV/.peers-installed"
+if [ ! -f "$peers_stamp" ] || [ "$(cat "$peers_stamp")" != "${PEERS[*]}" ]; then
+    say "installing ${PEERS[*]}"
+    "$VENV/bin/pip" install -q "${PEERS[@]}"
+    printf '%s' "${PEERS[*]}" >"$peers_stamp"
+fi
+
+# caboose is editable, so code changes need nothing; re-install when its metadata changes or its
+# package appears (an install made before caboose/__init__.py existed maps no package).
+caboose_stamp="$VENV/.caboose-installed"
+want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+[ -f "$ROOT/caboose/__init__.py" ] && want="$want+pkg"
+if [ ! -f "$caboose_stamp" ] || [ "$(cat "$caboose_stamp")" != "$want" ]; then
+    say "installing caboose from $ROOT (editable)"
+    # setuptools is chatty on stderr; keep its output unless the install fails.
+    if "$VENV/bin/pip" install -q -e "$ROOT" >"$VENV/caboose-install.log" 2>&1; then
+        printf '%s' "$want" >"$caboose_stamp"
+    else
+        tail -n 20 "$VENV/caboose-install.log" >&2
+        say "WARNING: installing caboose failed; it will be reported as failed"
+    fi
+fi
+
+# --- load tools (Debian packages) -------------------------------------------------------------
+apt_install() { # package...
+    if ! apt-get install -y -qq "$@" >/dev/null; then
+        apt-get update -qq
+        apt-get install -y -qq "$@" >/dev/null
+    fi
+}
+command -v wrk >/dev/null || { say "installing wrk"; apt_install wrk; }
+if [[ ",${BENCH_SCENARIOS:-h1}," == *",h2c,"* ]] && ! command -v h2load >/dev/null; then
+    say "installing h2load (nghttp2-client)"
+    apt_install nghttp2-client
+fi
+
+# --- run --------------------------------------------------------------------------------------
+# exec: bench.py becomes this process, so Ctrl-C and SIGTERM reach it directly and its cleanup
+# (stopping each server's process group) runs.
+cd "$ROOT"
+exec "$VENV/bin/python" "$HERE/bench.py" "$@"

@@ -1,0 +1,166 @@
+"""The command line as a user meets it: real processes, one-line errors, exit statuses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import trustme
+
+from tests.serving import run_tool
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def caboose(*args: str, cwd: Path = ROOT, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "caboose", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr, result.stderr
+    return lines[-1]
+
+
+def test_bad_import_string() -> None:
+    line = one_line_error(caboose("not_an_import_string"))
+    assert "<module>:<attribute>" in line
+
+
+def test_missing_module() -> None:
+    assert 'could not import module "nope_nothing"' in one_line_error(caboose("nope_nothing:app"))
+
+
+def test_missing_attribute() -> None:
+    line = one_line_error(caboose("caboose.demo:nothing"))
+    assert 'attribute "nothing" not found in module "caboose.demo"' in line
+
+
+def test_bad_option_value_names_the_option() -> None:
+    result = caboose("caboose.demo:app", "--port", "70000")
+    assert "--port" in one_line_error(result)
+    result = caboose("caboose.demo:app", "--loop", "tokio")
+    assert "--loop" in result.stderr and result.returncode == 2
+
+
+def test_port_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_line_error(caboose("caboose.demo:app", "--port", str(port)))
+    assert f"cannot bind to 127.0.0.1:{port}: address already in use" in line
+
+
+def test_unreadable_certificate(tmp_path: Path) -> None:
+    line = one_line_error(
+        caboose("caboose.demo:app", "--port", "0", "--ssl-certfile", str(tmp_path / "none.pem"))
+    )
+    assert "--ssl-certfile" in line and "none.pem" in line
+
+
+def test_lifespan_startup_failure_exits_non_zero_with_the_app_message(tmp_path: Path) -> None:
+    (tmp_path / "failing.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    await receive()\n"
+        "    await send({'type': 'lifespan.startup.failed', 'message': 'database unreachable'})\n"
+    )
+    result = caboose("failing:app", "--app-dir", str(tmp_path), "--port", "0")
+    assert result.returncode == 3
+    assert "database unreachable" in one_line_error(result)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def serve_cli(*args: str) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "caboose", *args, "--port", str(port)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process, port
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError("server did not start")
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=10)
+    return err
+
+
+def test_demo_serves_trailers_over_the_cli() -> None:
+    process, port = serve_cli("caboose.demo:app")
+    try:
+        result = run_tool(
+            "curl", "-s", "--raw", "-H", "TE: trailers", f"http://127.0.0.1:{port}/trailers"
+        )
+    finally:
+        err = stop(process)
+    assert b"\r\n0\r\ncontent-digest: sha-256=:" in result.stdout
+    assert process.returncode == 0 and "Shutting down" in err
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_path, cert_path, key_path = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    return ca_path, cert_path, key_path
+
+
+def test_tls_with_curl_sees_trailers(certificate: tuple[Path, Path, Path]) -> None:
+    ca, cert, key = certificate
+    process, port = serve_cli(
+        "caboose.demo:app", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)
+    )
+    try:
+        result = run_tool(
+            "curl",
+            "-s",
+            "--raw",
+            "--http1.1",
+            "--cacert",
+            str(ca),
+            "-H",
+            "TE: trailers",
+            f"https://127.0.0.1:{port}/trailers",
+        )
+    finally:
+        stop(process)
+    assert b"\r\n0\r\ncontent-digest: sha-256=:" in result.stdout
+
+
+def test_environment_is_not_needed_for_help() -> None:
+    result = caboose("--help")
+    assert result.returncode == 0 and "--timeout-keep-alive" in result.stdout
+    assert os.path.exists(ROOT / "caboose" / "demo.py")
