@@ -74,20 +74,24 @@ def test_head_with_curl() -> None:
 
 
 def test_idle_keep_alive_connection_is_closed() -> None:
-    with running(hello, timeout_keep_alive=0.3) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
-            assert read_response(sock).endswith(b"Hello, world!")
-            started = time.monotonic()
-            assert sock.recv(10) == b""  # closed by the server
-            assert time.monotonic() - started < 3
+    with (
+        running(hello, timeout_keep_alive=0.3) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
+    ):
+        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert read_response(sock).endswith(b"Hello, world!")
+        started = time.monotonic()
+        assert sock.recv(10) == b""  # closed by the server
+        assert time.monotonic() - started < 3
 
 
 def test_slowloris_head_gets_408() -> None:
-    with running(hello, header_read_timeout=0.3) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nX-Slow: ")
-            out = read_all(sock)
+    with (
+        running(hello, header_read_timeout=0.3) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
+    ):
+        sock.sendall(b"GET / HTTP/1.1\r\nX-Slow: ")
+        out = read_all(sock)
     assert out.startswith(b"HTTP/1.1 408 ")
 
 
@@ -159,10 +163,12 @@ def test_disconnect_reaches_a_streaming_app() -> None:
             message = await receive()
         seen.append(message["type"])
 
-    with running(app) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
-            assert b"tick" in sock.recv(1000)
+    with (
+        running(app) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
+    ):
+        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert b"tick" in sock.recv(1000)
         deadline = time.monotonic() + 5
         while not seen and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -192,11 +198,13 @@ def test_proxy_headers_from_trusted_peer() -> None:
 
 
 def test_limit_concurrency_answers_503() -> None:
-    with running(slow, limit_concurrency=1) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as busy:
-            busy.sendall(b"GET /?1 HTTP/1.1\r\n\r\n")
-            time.sleep(0.1)
-            out = exchange(server, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    with (
+        running(slow, limit_concurrency=1) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as busy,
+    ):
+        busy.sendall(b"GET /?1 HTTP/1.1\r\n\r\n")
+        time.sleep(0.1)
+        out = exchange(server, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 503 ")
 
 
