@@ -18,7 +18,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from caboose.core.events import Headers
-from caboose.core.headers import validate_fields, validate_trailers
+from caboose.core.headers import validate_trailers
 
 logger = logging.getLogger("caboose.error")
 
@@ -37,10 +37,23 @@ class StreamSink(Protocol):
     def send_informational(self, stream_id: int, status: int, headers: Headers) -> None: ...
 
     def send_head(
-        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool, trailers: bool
-    ) -> None: ...
+        self,
+        stream_id: int,
+        status: int,
+        headers: Headers,
+        *,
+        end_stream: bool,
+        trailers: bool,
+        length: int = -1,
+    ) -> None:
+        """Start the response; the protocol validates every field it writes.
 
-    async def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None: ...
+        ``trailers``: a trailer section will follow. ``length``: the size of the whole body
+        when already known (-1 if not), so the protocol can declare it if the app did not.
+        """
+
+    def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> Awaitable[None] | None:
+        """Queue body bytes. Returns an awaitable when the sender must wait (backpressure)."""
 
     def send_trailers(self, stream_id: int, headers: Headers) -> None: ...
 
@@ -188,57 +201,47 @@ class HTTPStream:
             return  # the peer is gone; the app is told through receive(), not by raising
         kind = message["type"]
         if kind == "http.response.body":
-            await self._send_body(message)
+            waiter = self._send_body(message)
+            if waiter is not None:
+                await waiter
         elif kind == "http.response.start":
             self._start(message)
         elif kind == "http.response.trailers":
             self._send_trailers(message)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} (state {self.state.value})")
-        if self.state is ResponseState.DONE:
+        if self._waiter is not None and self.state is ResponseState.DONE:
             self._wake()  # a receive() waiting for disconnect may return now
 
     def _start(self, message: Message) -> None:
         if self.state is not ResponseState.START:
             raise RuntimeError("http.response.start sent twice")
         status = int(message["status"])
-        headers = _fields(message.get("headers", ()))
-        validate_fields(headers)
         self.status = status
         self._trailers_expected = bool(message.get("trailers", False))
-        self._head = (status, headers)
+        self._head = (status, message.get("headers", ()))
         self.state = ResponseState.HEAD
 
-    async def _send_body(self, message: Message) -> None:
+    def _send_body(self, message: Message) -> Awaitable[None] | None:
         state = self.state
         if state is not ResponseState.BODY and state is not ResponseState.HEAD:
             raise RuntimeError(self._misplaced("http.response.body"))
         body = message.get("body", b"")
-        more = bool(message.get("more_body", False))
+        more = message.get("more_body", False)
         ends_stream = not more and not self._trailers_expected
         if state is ResponseState.HEAD:
             if not body and ends_stream:
                 # A headers-only response: END_STREAM rides on the head (gRPC Trailers-Only).
                 self._flush_head(end_stream=True)
                 self.state = ResponseState.DONE
-                return
-            if ends_stream:
-                self._declare_length(len(body))
-            self._flush_head(end_stream=False)
+                return None
+            # A single final body message: its size is the whole body's.
+            self._flush_head(end_stream=False, length=len(body) if ends_stream else -1)
         if more:
             self.state = ResponseState.BODY
         else:
             self.state = ResponseState.TRAILERS if self._trailers_expected else ResponseState.DONE
-        await self._sink.send_data(self.stream_id, body, end_stream=ends_stream)
-
-    def _declare_length(self, length: int) -> None:
-        """The whole body is in one message: say its length rather than stream it chunked."""
-        assert self._head is not None
-        status, headers = self._head
-        if self.scope["method"] == "HEAD" or status in (204, 304):
-            return
-        if not any(name.lower() == b"content-length" for name, _ in headers):
-            headers.append((b"content-length", b"%d" % length))
+        return self._sink.send_data(self.stream_id, body, end_stream=ends_stream)
 
     def _misplaced(self, kind: str) -> str:
         if self.state is ResponseState.START:
@@ -247,13 +250,18 @@ class HTTPStream:
             return f"{kind} sent after the trailers phase began"
         return f"{kind} sent after the response completed"
 
-    def _flush_head(self, *, end_stream: bool) -> None:
+    def _flush_head(self, *, end_stream: bool, length: int = -1) -> None:
         assert self._head is not None
         status, headers = self._head
         self._head = None
         trailers = self._trailers_expected and self._trailers_allowed
         self._sink.send_head(
-            self.stream_id, status, headers, end_stream=end_stream, trailers=trailers
+            self.stream_id,
+            status,
+            headers,
+            end_stream=end_stream,
+            trailers=trailers,
+            length=length,
         )
 
     def _send_trailers(self, message: Message) -> None:
@@ -279,8 +287,7 @@ class HTTPStream:
             self._finish_without_trailers()
 
     def _finish_without_trailers(self) -> None:
-        task = asyncio.ensure_future(self._sink.send_data(self.stream_id, b"", end_stream=True))
-        task.add_done_callback(_log_failure)
+        self._sink.send_data(self.stream_id, b"", end_stream=True)  # nothing left to wait for
 
     # -- running the application -----------------------------------------------------------
 
@@ -319,10 +326,4 @@ class HTTPStream:
         self._trailers_expected = False
         self._head = (status, headers)
         self._flush_head(end_stream=False)
-        task = asyncio.ensure_future(self._sink.send_data(self.stream_id, body, end_stream=True))
-        task.add_done_callback(_log_failure)
-
-
-def _log_failure(task: asyncio.Future[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("failed to finish a response", exc_info=task.exception())
+        self._sink.send_data(self.stream_id, body, end_stream=True)

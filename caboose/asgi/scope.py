@@ -38,7 +38,9 @@ def http_scope(
     extensions: dict[str, Any],
 ) -> dict[str, Any]:
     raw_path, query = split_target(event.target)
-    path = unquote(raw_path.decode("latin-1"))
+    path = raw_path.decode("latin-1")
+    if "%" in path:
+        path = unquote(path)
     if root_path:
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path

@@ -17,7 +17,7 @@ from caboose.core.events import (
     StreamEnded,
     TrailersReceived,
 )
-from caboose.core.headers import validate_fields
+from caboose.core.headers import validate_field, validate_fields
 from caboose.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 
 
@@ -36,6 +36,11 @@ def _status_line(status: int) -> bytes:
 
 
 _STATUS_LINES = {status.value: _status_line(status.value) for status in HTTPStatus}
+
+# Response fields whose meaning is framing: the app's values are read, never copied blindly.
+_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+# Fields the server adds by default (H1Connection.default_headers) unless the app set them.
+_DEFAULTABLE = frozenset({b"server", b"date"})
 
 # RFC 9110 §6.4.1: these responses never carry content, whatever their headers say.
 _NO_CONTENT_STATUSES = frozenset({204, 304})
@@ -134,12 +139,14 @@ class H1Connection:
             return self._collect() + self.receive_data(data[exc.args[0] :])
         except httptools.HttpParserError as exc:
             self._reject(self._error or RemoteProtocolError(str(exc).strip() or "bad request"))
-        self._flush_head(end_stream=False)
+        if self._pending is not None:
+            self._flush_head(end_stream=False)
         if self._head_started and self.state is ConnectionState.OPEN:
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_size:
                 self._reject(RemoteProtocolError("request header too large", status=431))
-        return self._collect()
+        events, self._events = self._events, []
+        return events
 
     def _collect(self) -> list[Event]:
         events, self._events = self._events, []
@@ -184,7 +191,9 @@ class H1Connection:
         fields = self._headers if self._head_started else self._trailers
         if len(fields) >= self.max_headers:
             self._fail(RemoteProtocolError("too many header fields", status=431))
-        self._count_head(len(name) + len(value) + 4)
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self.max_header_size:
+            self._fail(RemoteProtocolError("request header section too large", status=431))
         name = name.lower()
         # llhttp lets "gzip, chunked" through; we accept no transfer coding but chunked,
         # since a coding we do not decode would leave the body unframeable (RFC 9112 §6.1).
@@ -297,17 +306,21 @@ class H1Connection:
         *,
         end_stream: bool = False,
         trailers: bool = False,
+        length: int = -1,
     ) -> None:
-        """Start the response. ``trailers`` says a trailer section will really be written."""
+        """Start the response. ``trailers`` says a trailer section will really be written;
+        ``length`` is the whole body's size when the caller already knows it (-1 if not)."""
         cycle = self._cycle_for(stream_id)
         if cycle.started:
             raise LocalProtocolError("response already started")
         if not 200 <= status <= 999:
             raise LocalProtocolError(f"invalid final status {status}")
-        validate_fields(headers)
-        cycle.started = True
         lines = [_STATUS_LINES.get(status) or _status_line(status)]
-        close = self._frame(cycle, status, headers, lines, end_stream, trailers)
+        close = self._copy_fields(cycle, headers, lines)
+        if end_stream:
+            length = 0
+        self._choose_framing(cycle, status, lines, length, trailers)
+        cycle.started = True
         # While draining, the last owed response says close, unless a queued 400 will.
         last = len(self._cycles) == 1 and self._deferred_error is None
         draining = self.state is not ConnectionState.OPEN and last
@@ -321,61 +334,57 @@ class H1Connection:
         if end_stream:
             self._end_body(cycle)
 
-    def _frame(
-        self,
-        cycle: _Cycle,
-        status: int,
-        headers: Headers,
-        lines: list[bytes],
-        end_stream: bool,
-        trailers: bool,
-    ) -> bool:
-        """Copy the app's fields into ``lines`` and choose the framing (RFC 9112 §6).
+    def _copy_fields(self, cycle: _Cycle, headers: Headers, lines: list[bytes]) -> bool:
+        """Validate and copy the app's fields, keeping framing fields for us to decide.
 
         Returns whether the app asked for ``Connection: close``.
         """
-        declared = -1
         close = False
-        own = set()
+        own: set[bytes] = set()
+        cycle.remaining = -1
         for name, value in headers:
+            validate_field(name, value)
             lname = name.lower()
-            if lname == b"content-length":
-                declared = self._declared_length(value)
-                continue  # written below, where the framing is chosen
-            elif lname == b"transfer-encoding":
-                continue  # framing is ours to choose
-            elif lname == b"connection":
-                close = close or b"close" in value.lower()
-                continue
-            own.add(lname)
-            lines.append(b"%s: %s\r\n" % (name, value))
+            if lname in _FRAMING_FIELDS:
+                if lname == b"content-length":
+                    cycle.remaining = self._declared_length(value)
+                elif lname == b"connection":
+                    close = close or b"close" in value.lower()
+                continue  # transfer-encoding: the framing is ours to choose (RFC 9112 §6.1)
+            if lname in _DEFAULTABLE:
+                own.add(lname)
+            lines += (name, b": ", value, b"\r\n")
         for name, value in self.default_headers:
             if name not in own:
-                lines.append(b"%s: %s\r\n" % (name, value))
-        cycle.remaining = declared
+                lines += (name, b": ", value, b"\r\n")
+        return close
+
+    def _choose_framing(
+        self, cycle: _Cycle, status: int, lines: list[bytes], length: int, trailers: bool
+    ) -> None:
+        """RFC 9112 §6: how the receiver will find the end of this body."""
+        declared = cycle.remaining
         cycle.trailers = trailers
         if cycle.head or status in _NO_CONTENT_STATUSES:
-            # With trailers on, chunked framing carries them; §6.1 forbids a length beside it.
             cycle.framing = _Framing.NONE
             if declared >= 0 and status not in _NO_CONTENT_STATUSES:
                 lines.append(b"content-length: %d\r\n" % declared)
         elif trailers and not cycle.http_10:
+            # Chunked framing carries the trailers; §6.1 forbids a length beside it, but a
+            # declared length is still enforced on what the app sends.
             cycle.framing = _Framing.CHUNKED
             lines.append(b"transfer-encoding: chunked\r\n")
-        elif declared >= 0:
+        elif declared >= 0 or length >= 0:
             cycle.framing = _Framing.LENGTH
+            if declared < 0:
+                cycle.remaining = declared = length
             lines.append(b"content-length: %d\r\n" % declared)
-        elif end_stream:
-            cycle.framing = _Framing.LENGTH
-            cycle.remaining = 0
-            lines.append(b"content-length: 0\r\n")
         elif cycle.http_10:
             cycle.framing = _Framing.CLOSE
-            return True
+            cycle.keep_alive = False
         else:
             cycle.framing = _Framing.CHUNKED
             lines.append(b"transfer-encoding: chunked\r\n")
-        return close
 
     @staticmethod
     def _declared_length(value: bytes) -> int:
@@ -448,6 +457,10 @@ class H1Connection:
         """Read no further requests (graceful shutdown); close after owed responses."""
         if self.state is ConnectionState.OPEN:
             self.state = ConnectionState.DRAINING if self._cycles else ConnectionState.DONE
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self._out)
 
     def data_to_send(self) -> bytes:
         out = self._out

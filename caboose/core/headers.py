@@ -9,7 +9,7 @@ from caboose.errors import LocalProtocolError
 
 # RFC 9110 §5.1: field-name = token; tchar excludes separators, controls and spaces.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-# RFC 9110 §5.5: CR, LF and NUL are never valid in a field value (smuggling, splitting).
+# RFC 9110 §5.5: CR, LF and NUL are never valid in a field value (splitting, smuggling).
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 
 # RFC 9110 §6.5.1: fields a sender must not put in trailers, because a recipient needs them
@@ -85,3 +85,17 @@ def has_token(value: bytes, token: bytes) -> bool:
 def accepts_trailers(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """RFC 9110 §10.1.4: the client signals it accepts trailers with the TE token ``trailers``."""
     return any(name.lower() == b"te" and has_token(value, b"trailers") for name, value in headers)
+
+
+def request_expectations(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bool, bool]:
+    """(accepts trailers, expects 100-continue) in one pass over lower-cased field names.
+
+    RFC 9110 §10.1.4: TE's ``trailers`` token; RFC 9110 §10.1.1: ``Expect: 100-continue``.
+    """
+    trailers = expect = False
+    for name, value in headers:
+        if name == b"te":
+            trailers = trailers or has_token(value, b"trailers")
+        elif name == b"expect":
+            expect = expect or value.lower() == b"100-continue"
+    return trailers, expect

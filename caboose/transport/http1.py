@@ -6,6 +6,7 @@ import asyncio
 import logging
 import typing
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any
 
 from caboose.asgi.http import HTTPStream
@@ -20,9 +21,10 @@ from caboose.core.events import (
     TrailersReceived,
 )
 from caboose.core.h1 import ConnectionState, H1Connection
-from caboose.core.headers import accepts_trailers, has_token
+from caboose.core.headers import request_expectations
 from caboose.transport.flow import ReadGate, WriteGate
 from caboose.transport.state import ServerState
+from caboose.transport.tasks import start_task
 
 access_logger = logging.getLogger("caboose.access")
 logger = logging.getLogger("caboose.error")
@@ -55,7 +57,12 @@ class H1Protocol(asyncio.Protocol):
         self.write_gate = WriteGate()
         self.transport: asyncio.Transport | None = None
         self.read_gate: ReadGate | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        # Timers are armed rarely and checked lazily: arming and cancelling one per request
+        # would cost more than the rest of a hello-world response.
+        self.idle_since: float | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.head_since: float | None = None
+        self.head_timer: asyncio.TimerHandle | None = None
         self.server: tuple[str, int] | None = None
         self.client: tuple[str, int] | None = None
         self.scheme = "https" if config.is_tls else "http"
@@ -79,21 +86,28 @@ class H1Protocol(asyncio.Protocol):
             and is_trusted(self.client[0], self.state.trusted_proxies)
         )
         self.state.connections.add(self)
-        self._arm(self.state.config.timeout_keep_alive, self._idle_timeout)
+        self._became_idle()
 
     def data_received(self, data: bytes) -> None:
-        self._disarm()
-        self._handle(self.core.receive_data(data))
-        self._flush()
-        if self.core.in_head:
-            self._arm(self.state.config.header_read_timeout, self._head_timeout)
+        self.idle_since = None
+        core = self.core
+        self._handle(core.receive_data(data))
+        if core.has_output or core.state is not ConnectionState.OPEN:
+            self._flush()  # an error response from the parser, or a close to carry out
+        if core.in_head:
+            if self.head_since is None:
+                self._head_began()
+        else:
+            self.head_since = None
 
     def eof_received(self) -> bool | None:
         self._handle(self.core.receive_data(b""))
         return None  # close the transport: connection_lost tells every stream
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        for timer in (self.idle_timer, self.head_timer):
+            if timer is not None:
+                timer.cancel()
         self.state.connections.discard(self)
         for stream in self.streams.values():
             stream.disconnect()
@@ -140,13 +154,13 @@ class H1Protocol(asyncio.Protocol):
         )
         if self.behind_proxy:
             apply_proxy_headers(scope, headers, self.state.trusted_proxies)
-        expect = any(n == b"expect" and has_token(v, b"100-continue") for n, v in headers)
+        trailers, expect = request_expectations(headers)
         stream = HTTPStream(
             self,
             event.stream_id,
             scope,
             body_complete=event.end_stream,
-            accepts_trailers=accepts_trailers(headers),
+            accepts_trailers=trailers,
             expect_continue=expect,
         )
         self.streams[event.stream_id] = stream
@@ -160,12 +174,14 @@ class H1Protocol(asyncio.Protocol):
 
     def _start(self, stream: HTTPStream) -> None:
         self.active = stream
-        if self.state.over_capacity() or self.state.shutting_down:
+        state = self.state
+        if state.shutting_down or (state.limited and state.over_capacity()):
             self._refuse(stream)
             return
-        task = self.loop.create_task(stream.run(self.state.app))
-        self.state.tasks.add(task)
-        task.add_done_callback(self.state.tasks.discard)
+        task = start_task(self.loop, stream.run(state.app))
+        if not task.done():
+            state.tasks.add(task)
+            task.add_done_callback(state.tasks.discard)
 
     def _refuse(self, stream: HTTPStream) -> None:
         stream.status = 503
@@ -186,20 +202,28 @@ class H1Protocol(asyncio.Protocol):
         self._flush()
 
     def send_head(
-        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool, trailers: bool
+        self,
+        stream_id: int,
+        status: int,
+        headers: Headers,
+        *,
+        end_stream: bool,
+        trailers: bool,
+        length: int = -1,
     ) -> None:
-        self.core.send_headers(stream_id, status, headers, end_stream=end_stream, trailers=trailers)
+        self.core.send_headers(
+            stream_id, status, headers, end_stream=end_stream, trailers=trailers, length=length
+        )
         if end_stream:
             self._response_done(self.streams[stream_id])
 
-    async def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None:
+    def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> Awaitable[None] | None:
         self.core.send_data(stream_id, data, end_stream=end_stream)
         if end_stream:
             self._response_done(self.streams[stream_id])
-        else:
-            self._flush()
-            if self.write_gate.paused:
-                await self.write_gate.wait()
+            return None
+        self._flush()
+        return self.write_gate.wait() if self.write_gate.paused else None
 
     def send_trailers(self, stream_id: int, headers: Headers) -> None:
         self.core.send_trailers(stream_id, headers)
@@ -228,8 +252,8 @@ class H1Protocol(asyncio.Protocol):
             if not self.waiting:
                 assert self.read_gate is not None
                 self.read_gate.resume()
-        elif self.core.idle:
-            self._arm(self.state.config.timeout_keep_alive, self._idle_timeout)
+        else:
+            self._became_idle()  # a partial next head keeps it busy: checked when the timer fires
 
     def _log_access(self, stream: HTTPStream) -> None:
         scope = stream.scope
@@ -248,7 +272,10 @@ class H1Protocol(asyncio.Protocol):
         )
 
     def _flush(self) -> None:
-        data = self.core.data_to_send()
+        core = self.core
+        if not core.has_output and core.state is ConnectionState.OPEN:
+            return
+        data = core.data_to_send()
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -259,27 +286,43 @@ class H1Protocol(asyncio.Protocol):
 
     # -- timers ------------------------------------------------------------------------------
 
-    def _arm(self, delay: float, callback: Any) -> None:
-        self._disarm()
-        self.timer = self.loop.call_later(delay, callback)
+    def _became_idle(self) -> None:
+        self.idle_since = self.loop.time()
+        if self.idle_timer is None:
+            delay = self.state.config.timeout_keep_alive
+            self.idle_timer = self.loop.call_later(delay, self._check_idle)
 
-    def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def _idle_timeout(self) -> None:
-        if self.core.idle and self.transport is not None:
+    def _check_idle(self) -> None:
+        """Close a keep-alive connection idle for the whole timeout; else look again later."""
+        self.idle_timer = None
+        if self.idle_since is None or not self.core.idle or self.transport is None:
+            return  # busy again: the next idle period arms a new timer
+        remaining = self.idle_since + self.state.config.timeout_keep_alive - self.loop.time()
+        if remaining > 0:
+            self.idle_timer = self.loop.call_later(remaining, self._check_idle)
+        else:
             self.transport.close()
 
-    def _head_timeout(self) -> None:
+    def _head_began(self) -> None:
+        self.head_since = self.loop.time()
+        if self.head_timer is None:
+            delay = self.state.config.header_read_timeout
+            self.head_timer = self.loop.call_later(delay, self._check_head)
+
+    def _check_head(self) -> None:
         """RFC 9110 §15.5.9: a client too slow to send its head gets 408 (slowloris)."""
-        if self.core.in_head and self.transport is not None:
-            self.core.start_closing()
-            self.transport.write(
-                b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            )
-            self.transport.close()
+        self.head_timer = None
+        if self.head_since is None or not self.core.in_head or self.transport is None:
+            return
+        remaining = self.head_since + self.state.config.header_read_timeout - self.loop.time()
+        if remaining > 0:
+            self.head_timer = self.loop.call_later(remaining, self._check_head)
+            return
+        self.core.start_closing()
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+        self.transport.close()
 
     def shutdown(self) -> None:
         """Graceful shutdown: finish owed responses, read nothing new, close when idle."""

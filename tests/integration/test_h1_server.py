@@ -127,10 +127,12 @@ def test_response_header_with_crlf_raises_in_the_app_and_is_never_written() -> N
     errors: list[BaseException] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
+        # The head is held until the first body, so that is the send that raises.
         try:
             await send(
                 {"type": "http.response.start", "status": 200, "headers": [(b"x", b"1\r\ny: 2")]}
             )
+            await send({"type": "http.response.body", "body": b"never"})
         except RuntimeError as exc:
             errors.append(exc)
             raise
