@@ -104,7 +104,7 @@ class H1Connection:
         self.state = ConnectionState.OPEN
         self._parser = httptools.HttpRequestParser(self)
         self._events: list[Event] = []
-        self._out: list[bytes] = []
+        self.output: list[bytes] = []  # pending chunks: data_to_send() drains them
         self._cycles: deque[_Cycle] = deque()
         self._next_stream_id = 1
         self._deferred_error: bytes | None = None
@@ -114,14 +114,9 @@ class H1Connection:
     # -- receiving -------------------------------------------------------------------------
 
     @property
-    def in_head(self) -> bool:
-        """Whether a request head has begun but not yet completed (header-read timeout)."""
-        return self._head_started
-
-    @property
     def idle(self) -> bool:
         """No request is being received and no response is owed."""
-        return not self._cycles and not self._head_started
+        return not self._cycles and not self.in_head
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed received bytes; ``b""`` means the peer closed its side."""
@@ -141,7 +136,7 @@ class H1Connection:
             self._reject(self._error or RemoteProtocolError(str(exc).strip() or "bad request"))
         if self._pending is not None:
             self._flush_head(end_stream=False)
-        if self._head_started and self.state is ConnectionState.OPEN:
+        if self.in_head and self.state is ConnectionState.OPEN:
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_size:
                 self._reject(RemoteProtocolError("request header too large", status=431))
@@ -155,7 +150,7 @@ class H1Connection:
     def _peer_closed(self) -> list[Event]:
         # Clients do not half-close HTTP/1.1 connections to await a response (RFC 9112 §9.6
         # has the close travel with the last request instead), so EOF means the client left.
-        incomplete = self._head_started or any(not c.request_complete for c in self._cycles)
+        incomplete = self.in_head or any(not c.request_complete for c in self._cycles)
         self.state = ConnectionState.DONE
         self._cycles.clear()
         reason = "peer closed mid-request" if incomplete else "peer closed"
@@ -164,7 +159,8 @@ class H1Connection:
     # -- httptools callbacks (public names because the parser looks them up) ----------------
 
     def _reset_head(self) -> None:
-        self._head_started = False
+        # Whether a request head has begun but not completed (the header-read timeout).
+        self.in_head = False
         self._head_bytes = 0  # bytes received while a head is incomplete (bounds buffering)
         self._head_size = 0  # bytes of the parsed head and trailers (the 431 limit)
         self._url = b""
@@ -174,21 +170,18 @@ class H1Connection:
 
     def on_message_begin(self) -> None:
         self._reset_head()
-        self._head_started = True
+        self.in_head = True
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > self.max_request_line:
             self._fail(RemoteProtocolError("request-target too long", status=414))
-        self._count_head(len(url))
-
-    def _count_head(self, size: int) -> None:
-        self._head_size += size
+        self._head_size += len(url)
         if self._head_size > self.max_header_size:
             self._fail(RemoteProtocolError("request header section too large", status=431))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        fields = self._headers if self._head_started else self._trailers
+        fields = self._headers if self.in_head else self._trailers
         if len(fields) >= self.max_headers:
             self._fail(RemoteProtocolError("too many header fields", status=431))
         self._head_size += len(name) + len(value) + 4
@@ -210,7 +203,7 @@ class H1Connection:
         self._cycles.append(cycle)
         self._pending = cycle
         self._method = method
-        self._head_started = False
+        self.in_head = False
 
     def on_body(self, body: bytes) -> None:
         self._flush_head(end_stream=False)
@@ -265,7 +258,7 @@ class H1Connection:
         if self._cycles:
             self._deferred_error = response
         else:
-            self._out.append(response)
+            self.output.append(response)
             self.state = ConnectionState.DONE
 
     def _error_response(self, status: int, reason: str) -> bytes:
@@ -296,7 +289,7 @@ class H1Connection:
         lines = [_STATUS_LINES.get(status) or _status_line(status)]
         lines += [b"%s: %s\r\n" % field for field in headers]
         lines.append(b"\r\n")
-        self._out.append(b"".join(lines))
+        self.output.append(b"".join(lines))
 
     def send_headers(
         self,
@@ -330,7 +323,7 @@ class H1Connection:
         elif cycle.http_10:
             lines.append(b"connection: keep-alive\r\n")
         lines.append(b"\r\n")
-        self._out.append(b"".join(lines))
+        self.output.append(b"".join(lines))
         if end_stream:
             self._end_body(cycle)
 
@@ -404,9 +397,9 @@ class H1Connection:
         if data:
             framing = cycle.framing
             if framing is _Framing.CHUNKED:
-                self._out.append(b"%x\r\n%s\r\n" % (len(data), data))
+                self.output.append(b"%x\r\n%s\r\n" % (len(data), data))
             elif framing is not _Framing.NONE:
-                self._out.append(data)
+                self.output.append(data)
         if end_stream:
             if cycle.trailers:
                 raise LocalProtocolError("the response ends with its trailers")
@@ -421,13 +414,14 @@ class H1Connection:
         cycle.trailers = False
         self._check_length(cycle)
         fields = b"".join(b"%s: %s\r\n" % field for field in headers)
-        self._out.append(b"0\r\n" + fields + b"\r\n")
+        self.output.append(b"0\r\n" + fields + b"\r\n")
         self._finish(cycle)
 
     def _end_body(self, cycle: _Cycle) -> None:
-        self._check_length(cycle)
+        if cycle.remaining > 0:
+            self._check_length(cycle)
         if cycle.framing is _Framing.CHUNKED:
-            self._out.append(b"0\r\n\r\n")
+            self.output.append(b"0\r\n\r\n")
         self._finish(cycle)
 
     def _check_length(self, cycle: _Cycle) -> None:
@@ -450,7 +444,7 @@ class H1Connection:
             self.state = ConnectionState.DONE
         elif self.state is ConnectionState.DRAINING and not self._cycles:
             if self._deferred_error is not None:
-                self._out.append(self._deferred_error)
+                self.output.append(self._deferred_error)
             self.state = ConnectionState.DONE
 
     def start_closing(self) -> None:
@@ -458,12 +452,8 @@ class H1Connection:
         if self.state is ConnectionState.OPEN:
             self.state = ConnectionState.DRAINING if self._cycles else ConnectionState.DONE
 
-    @property
-    def has_output(self) -> bool:
-        return bool(self._out)
-
     def data_to_send(self) -> bytes:
-        out = self._out
+        out = self.output
         if not out:
             return b""
         data = out[0] if len(out) == 1 else b"".join(out)

@@ -24,7 +24,7 @@ from caboose.core.h1 import ConnectionState, H1Connection
 from caboose.core.headers import request_expectations
 from caboose.transport.flow import ReadGate, WriteGate
 from caboose.transport.state import ServerState
-from caboose.transport.tasks import start_task
+from caboose.transport.tasks import task_starter
 
 access_logger = logging.getLogger("caboose.access")
 logger = logging.getLogger("caboose.error")
@@ -67,6 +67,8 @@ class H1Protocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.scheme = "https" if config.is_tls else "http"
         self.behind_proxy = False
+        self.limited = config.limit_concurrency is not None
+        self.create_task = task_starter(self.loop)
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -92,7 +94,7 @@ class H1Protocol(asyncio.Protocol):
         self.idle_since = None
         core = self.core
         self._handle(core.receive_data(data))
-        if core.has_output or core.state is not ConnectionState.OPEN:
+        if core.output or core.state is not ConnectionState.OPEN:
             self._flush()  # an error response from the parser, or a close to carry out
         if core.in_head:
             if self.head_since is None:
@@ -175,10 +177,10 @@ class H1Protocol(asyncio.Protocol):
     def _start(self, stream: HTTPStream) -> None:
         self.active = stream
         state = self.state
-        if state.shutting_down or (state.limited and state.over_capacity()):
+        if state.shutting_down or (self.limited and state.over_capacity()):
             self._refuse(stream)
             return
-        task = start_task(self.loop, stream.run(state.app))
+        task = self.create_task(stream.run(state.app))
         if not task.done():
             state.tasks.add(task)
             task.add_done_callback(state.tasks.discard)
@@ -273,7 +275,7 @@ class H1Protocol(asyncio.Protocol):
 
     def _flush(self) -> None:
         core = self.core
-        if not core.has_output and core.state is ConnectionState.OPEN:
+        if not core.output and core.state is ConnectionState.OPEN:
             return
         data = core.data_to_send()
         transport = self.transport

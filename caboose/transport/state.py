@@ -24,10 +24,6 @@ class ServerState:
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None = None
     shutting_down: bool = False
 
-    @property
-    def limited(self) -> bool:
-        return self.config.limit_concurrency is not None
-
     def over_capacity(self) -> bool:
         limit = self.config.limit_concurrency
         return limit is not None and len(self.connections) + len(self.tasks) > limit
