@@ -88,7 +88,7 @@ class Server:
 
         try:
             if config.fd is not None:
-                sock = socket.fromfd(config.fd, socket.AF_UNIX, socket.SOCK_STREAM)
+                sock = socket.socket(fileno=config.fd)  # family and type read from the fd
                 server = await loop.create_server(factory, sock=sock, ssl=ssl_context)
             elif config.uds is not None:
                 server = await loop.create_unix_server(factory, path=config.uds, ssl=ssl_context)
