@@ -37,23 +37,18 @@ class StreamSink(Protocol):
     def send_informational(self, stream_id: int, status: int, headers: Headers) -> None: ...
 
     def send_head(
-        self,
-        stream_id: int,
-        status: int,
-        headers: Headers,
-        *,
-        end_stream: bool,
-        trailers: bool,
-        length: int = -1,
+        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool, trailers: bool
     ) -> None:
-        """Start the response; the protocol validates every field it writes.
-
-        ``trailers``: a trailer section will follow. ``length``: the size of the whole body
-        when already known (-1 if not), so the protocol can declare it if the app did not.
-        """
+        """Start the response (``trailers``: a trailer section will follow). The protocol
+        validates every field it writes."""
 
     def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> Awaitable[None] | None:
         """Queue body bytes. Returns an awaitable when the sender must wait (backpressure)."""
+
+    def send_response(
+        self, stream_id: int, status: int, headers: Headers, body: bytes
+    ) -> Awaitable[None] | None:
+        """A whole response in one call: head, all of the body, end (the common case)."""
 
     def send_trailers(self, stream_id: int, headers: Headers) -> None: ...
 
@@ -230,18 +225,28 @@ class HTTPStream:
         more = message.get("more_body", False)
         ends_stream = not more and not self._trailers_expected
         if state is ResponseState.HEAD:
-            if not body and ends_stream:
-                # A headers-only response: END_STREAM rides on the head (gRPC Trailers-Only).
-                self._flush_head(end_stream=True)
-                self.state = ResponseState.DONE
-                return None
-            # A single final body message: its size is the whole body's.
-            self._flush_head(end_stream=False, length=len(body) if ends_stream else -1)
+            if ends_stream:
+                return self._send_whole(body)
+            self._flush_head(end_stream=False)
         if more:
             self.state = ResponseState.BODY
         else:
             self.state = ResponseState.TRAILERS if self._trailers_expected else ResponseState.DONE
         return self._sink.send_data(self.stream_id, body, end_stream=ends_stream)
+
+    def _send_whole(self, body: bytes) -> Awaitable[None] | None:
+        """The first body message is also the last: the whole response goes at once."""
+        assert self._head is not None
+        status, headers = self._head
+        waiter = None
+        if body:
+            waiter = self._sink.send_response(self.stream_id, status, headers, body)
+        else:
+            # A headers-only response: END_STREAM rides on the head (gRPC Trailers-Only).
+            self._sink.send_head(self.stream_id, status, headers, end_stream=True, trailers=False)
+        self._head = None
+        self.state = ResponseState.DONE  # only once the protocol accepted it: else a 500
+        return waiter
 
     def _misplaced(self, kind: str) -> str:
         if self.state is ResponseState.START:
@@ -250,18 +255,13 @@ class HTTPStream:
             return f"{kind} sent after the trailers phase began"
         return f"{kind} sent after the response completed"
 
-    def _flush_head(self, *, end_stream: bool, length: int = -1) -> None:
+    def _flush_head(self, *, end_stream: bool) -> None:
         assert self._head is not None
         status, headers = self._head
         self._head = None
         trailers = self._trailers_expected and self._trailers_allowed
         self._sink.send_head(
-            self.stream_id,
-            status,
-            headers,
-            end_stream=end_stream,
-            trailers=trailers,
-            length=length,
+            self.stream_id, status, headers, end_stream=end_stream, trailers=trailers
         )
 
     def _send_trailers(self, message: Message) -> None:
@@ -323,7 +323,4 @@ class HTTPStream:
         ]
         self.status = status
         self.state = ResponseState.DONE
-        self._trailers_expected = False
-        self._head = (status, headers)
-        self._flush_head(end_stream=False)
-        self._sink.send_data(self.stream_id, body, end_stream=True)
+        self._sink.send_response(self.stream_id, status, headers, body)

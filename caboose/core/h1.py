@@ -299,19 +299,36 @@ class H1Connection:
         *,
         end_stream: bool = False,
         trailers: bool = False,
-        length: int = -1,
     ) -> None:
-        """Start the response. ``trailers`` says a trailer section will really be written;
-        ``length`` is the whole body's size when the caller already knows it (-1 if not)."""
+        """Start the response. ``trailers`` says a trailer section will really be written."""
         cycle = self._cycle_for(stream_id)
+        lines = self._head(cycle, status, headers, 0 if end_stream else -1, trailers)
+        self.output.append(b"".join(lines))
+        if end_stream:
+            self._end_body(cycle)
+
+    def send_response(self, stream_id: int, status: int, headers: Headers, body: bytes) -> None:
+        """A whole response at once: head, the complete body, end; one chunk of output."""
+        cycle = self._cycle_for(stream_id)
+        lines = self._head(cycle, status, headers, len(body), False)
+        if cycle.framing is not _Framing.NONE:
+            if cycle.remaining != len(body):
+                self._abort(cycle)
+                raise LocalProtocolError("response body does not match its Content-Length")
+            lines.append(body)
+        self.output.append(b"".join(lines))
+        self._finish(cycle)
+
+    def _head(
+        self, cycle: _Cycle, status: int, headers: Headers, length: int, trailers: bool
+    ) -> list[bytes]:
+        """The status line and fields of a response, its framing chosen (RFC 9112 §4, §6)."""
         if cycle.started:
             raise LocalProtocolError("response already started")
         if not 200 <= status <= 999:
             raise LocalProtocolError(f"invalid final status {status}")
         lines = [_STATUS_LINES.get(status) or _status_line(status)]
         close = self._copy_fields(cycle, headers, lines)
-        if end_stream:
-            length = 0
         self._choose_framing(cycle, status, lines, length, trailers)
         cycle.started = True
         # While draining, the last owed response says close, unless a queued 400 will.
@@ -323,9 +340,7 @@ class H1Connection:
         elif cycle.http_10:
             lines.append(b"connection: keep-alive\r\n")
         lines.append(b"\r\n")
-        self.output.append(b"".join(lines))
-        if end_stream:
-            self._end_body(cycle)
+        return lines
 
     def _copy_fields(self, cycle: _Cycle, headers: Headers, lines: list[bytes]) -> bool:
         """Validate and copy the app's fields, keeping framing fields for us to decide.

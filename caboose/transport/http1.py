@@ -204,18 +204,9 @@ class H1Protocol(asyncio.Protocol):
         self._flush()
 
     def send_head(
-        self,
-        stream_id: int,
-        status: int,
-        headers: Headers,
-        *,
-        end_stream: bool,
-        trailers: bool,
-        length: int = -1,
+        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool, trailers: bool
     ) -> None:
-        self.core.send_headers(
-            stream_id, status, headers, end_stream=end_stream, trailers=trailers, length=length
-        )
+        self.core.send_headers(stream_id, status, headers, end_stream=end_stream, trailers=trailers)
         if end_stream:
             self._response_done(self.streams[stream_id])
 
@@ -226,6 +217,13 @@ class H1Protocol(asyncio.Protocol):
             return None
         self._flush()
         return self.write_gate.wait() if self.write_gate.paused else None
+
+    def send_response(
+        self, stream_id: int, status: int, headers: Headers, body: bytes
+    ) -> Awaitable[None] | None:
+        self.core.send_response(stream_id, status, headers, body)
+        self._response_done(self.streams[stream_id])
+        return None
 
     def send_trailers(self, stream_id: int, headers: Headers) -> None:
         self.core.send_trailers(stream_id, headers)

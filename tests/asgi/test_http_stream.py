@@ -14,23 +14,17 @@ from caboose.core.events import Headers
 class RecordingSink:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
-        self.length = -1
 
     def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
         self.calls.append(("info", status))
 
     def send_head(
-        self,
-        stream_id: int,
-        status: int,
-        headers: Headers,
-        *,
-        end_stream: bool,
-        trailers: bool,
-        length: int = -1,
+        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool, trailers: bool
     ) -> None:
         self.calls.append(("head", status, end_stream, trailers))
-        self.length = length
+
+    def send_response(self, stream_id: int, status: int, headers: Headers, body: bytes) -> None:
+        self.calls.append(("whole", status, body))
 
     def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None:
         self.calls.append(("data", data, end_stream))
@@ -222,7 +216,7 @@ def test_app_error_before_start_is_500() -> None:
         await asyncio.sleep(0)
 
     run(scenario())
-    assert sink.calls[0] == ("head", 500, False, False)
+    assert sink.calls[0][:2] == ("whole", 500)
 
 
 def test_app_error_after_start_resets() -> None:
@@ -237,10 +231,7 @@ def test_app_error_after_start_resets() -> None:
     assert sink.calls[-1] == ("reset",)
 
 
-def test_single_final_body_tells_the_protocol_its_length() -> None:
+def test_single_final_body_is_one_whole_response() -> None:
     stream, sink = make_stream()
     run(send_all(stream, {"type": "http.response.start", "status": 200}, body(b"hello")))
-    assert sink.length == 5
-    stream, sink = make_stream()
-    run(send_all(stream, {"type": "http.response.start", "status": 200}, body(b"he", more=True)))
-    assert sink.length == -1
+    assert sink.calls == [("whole", 200, b"hello")]
