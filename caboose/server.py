@@ -47,8 +47,10 @@ class Server:
 
     def request_exit(self) -> None:
         """Ask for a graceful shutdown; safe to call from any thread or a signal handler."""
-        if self._loop is not None and self._exit is not None:
-            self._loop.call_soon_threadsafe(self._exit.set)
+        loop = self._loop
+        if loop is not None and self._exit is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to stop
+                loop.call_soon_threadsafe(self._exit.set)
 
     async def serve(self) -> None:
         config = self.config

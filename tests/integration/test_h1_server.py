@@ -233,3 +233,14 @@ def test_state_from_lifespan_reaches_requests() -> None:
 
     with running(app, lifespan="on") as server:
         assert httpx.get(url(server)).json() == {"db": "ready"}
+
+
+def test_graceful_shutdown_lets_in_flight_requests_finish() -> None:
+    with running(slow) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(5)
+        sock.sendall(b"GET /?0.5 HTTP/1.1\r\n\r\n")
+        time.sleep(0.1)
+        server.request_exit()  # while the app is still sleeping
+        out = read_all(sock)
+    assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(b"Hello, world!")
+    assert b"connection: close" in out
