@@ -1,0 +1,342 @@
+"""HTTP/2 connection (RFC 9113), both roles: received bytes to events, commands to bytes.
+
+Error policy, one rule for the caller:
+
+* ``receive_data`` never raises for anything the peer sends. A *connection error*
+  (§5.4.1) queues GOAWAY with the error code and the last stream id we processed, closes the
+  connection, and ends the returned events with ``ConnectionTerminated(code, reason)``;
+  the events before it stay valid. The caller flushes ``data_to_send()`` and closes.
+* A *stream error* (§5.4.2) queues RST_STREAM with its code, emits ``StreamReset(remote=False)``
+  when the application knew the stream, and the connection goes on.
+* Commands raise ``LocalProtocolError`` when the application misuses the protocol (sending
+  beyond the window, on a closed stream, after the connection closed, ...).
+
+The core reads no clock: ``settings_ack_pending`` tells the driver to run a timer and
+``settings_timeout()`` ends the connection when it expires (§6.5.3); ``flood.refill()``
+restores the flood budgets (limits.py). Received DATA is credited back to the peer only
+through ``acknowledge()``, so the application's pace is what the peer sees (§5.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from caboose.core.events import Event, Headers, StreamReset
+from caboose.errors import ErrorCode, LocalProtocolError
+
+from . import frames as fr
+from .base import (
+    CLIENT_DEFAULTS,
+    DEFAULT_CONNECTION_WINDOW,
+    MAX_STREAM_ID,
+    SERVER_DEFAULTS,
+    ConnectionState,
+)
+from .limits import FloodGuard
+from .receive import Receiver
+from .stream import PEER_SENDING, WE_SENDING, ClosedStreams, H2Stream, StreamInput, StreamState
+from .validation import outgoing_fields, outgoing_request, outgoing_trailers, split_pseudo
+
+__all__ = [
+    "CLIENT_DEFAULTS",
+    "DEFAULT_CONNECTION_WINDOW",
+    "SERVER_DEFAULTS",
+    "ConnectionState",
+    "FloodGuard",
+    "H2Connection",
+]
+
+_STATUS_FIELDS: Final = {status: (b":status", b"%d" % status) for status in range(100, 1000)}
+
+
+class H2Connection(Receiver):
+    """One HTTP/2 connection: server role (``client_side=False``) or client role.
+
+    ``local_settings`` override the role's defaults (SERVER_DEFAULTS / CLIENT_DEFAULTS);
+    ``connection_window`` is the receive window we grant the whole connection (sent as a
+    WINDOW_UPDATE right after our SETTINGS); ``flood`` holds the flood budgets.
+    """
+
+    def __init__(
+        self,
+        client_side: bool,
+        *,
+        local_settings: Mapping[int, int] | None = None,
+        connection_window: int = DEFAULT_CONNECTION_WINDOW,
+        flood: FloodGuard | None = None,
+        closed_memory: int = 1024,
+    ) -> None:
+        super().__init__(
+            client_side,
+            local_settings=local_settings,
+            connection_window=connection_window,
+            flood=flood,
+            closed_memory=closed_memory,
+        )
+
+    # -- commands: connection --------------------------------------------------------------
+
+    def update_settings(self, values: Mapping[int, int]) -> None:
+        """Send new SETTINGS; they apply once the peer acknowledges them (§6.5.3)."""
+        self._check_usable()
+        self._send_settings(values)
+
+    def settings_timeout(self) -> list[Event]:
+        """The driver's SETTINGS ACK timer expired: end with SETTINGS_TIMEOUT (§6.5.3)."""
+        if self.state is ConnectionState.CLOSED or not self.settings_ack_pending:
+            return []
+        return [self._connection_error(ErrorCode.SETTINGS_TIMEOUT, "SETTINGS not acknowledged")]
+
+    def ping(self, data: bytes) -> None:
+        """Send a PING with 8 opaque octets (§6.7)."""
+        self._check_usable()
+        fr.write_ping(self._out, data)
+
+    def goaway(
+        self, error_code: int = 0, last_stream_id: int | None = None, debug: bytes = b""
+    ) -> list[Event]:
+        """Send GOAWAY (§6.8); any code but NO_ERROR also closes the connection.
+
+        With NO_ERROR the connection drains: streams up to the last id go on, and the
+        driver closes once ``open_streams`` is 0. For a graceful shutdown send
+        ``last_stream_id=2**31-1`` first and the default (the highest stream processed)
+        after a round trip. Peer streams above an explicit ``last_stream_id`` are dropped:
+        the returned events say so (StreamReset REFUSED_STREAM, remote=False).
+        """
+        self._check_usable()
+        last = self._goaway_last_id() if last_stream_id is None else last_stream_id
+        if self.goaway_sent is not None and last > self.goaway_sent:
+            raise LocalProtocolError("a later GOAWAY cannot raise the last stream id (§6.8)")
+        fr.write_goaway(self._out, last, error_code, debug)
+        self.goaway_sent = last
+        if error_code != ErrorCode.NO_ERROR:
+            self.state = ConnectionState.CLOSED
+            return []
+        events: list[Event] = []
+        for stream in [s for s in self._streams.values() if s.stream_id > last]:
+            if stream.stream_id & 1 == self._peer_parity:
+                # The peer takes them as unprocessed (§6.8): no RST_STREAM is needed.
+                self._retire(stream, ClosedStreams.RESET_SENT)
+                events.append(StreamReset(stream.stream_id, ErrorCode.REFUSED_STREAM, False))
+        return events
+
+    def data_to_send(self) -> bytes:
+        """Everything queued since the last call, as one bytes object."""
+        out = self._out
+        if not out:
+            return b""
+        data = bytes(out)
+        out.clear()
+        self.flood.flushed()
+        return data
+
+    def get_next_available_stream_id(self) -> int:
+        """The id a new request should use (client role, §5.1.1)."""
+        if not self.client_side:
+            raise LocalProtocolError("servers do not open streams (no push)")
+        if self._next_local_id > MAX_STREAM_ID:
+            raise LocalProtocolError("stream ids exhausted: open a new connection")
+        return self._next_local_id
+
+    # -- commands: streams -----------------------------------------------------------------
+
+    def send_headers(
+        self, stream_id: int, headers: Iterable[tuple[bytes, bytes]], end_stream: bool = False
+    ) -> None:
+        """Send a head: a request (client role, opens the stream) or a response with
+        ``:status`` (server role). Pseudo-headers come first (§8.3)."""
+        self._check_usable()
+        if self.client_side:
+            fields, method = outgoing_request(headers)
+            stream = self._open_local_stream(stream_id)
+            stream.no_body = method == b"HEAD"
+            self._write_head(stream, fields, end_stream)
+            return
+        pseudo, regular = split_pseudo(headers)
+        status = pseudo.pop(b":status", b"")
+        if pseudo or len(status) != 3 or not status.isdigit():
+            raise LocalProtocolError("a response head has exactly one valid :status (§8.3.2)")
+        code = int(status)
+        if code < 200:
+            if end_stream:
+                raise LocalProtocolError("an informational response cannot end the stream")
+            self.send_informational(stream_id, code, regular)
+        else:
+            self.send_response(stream_id, code, regular, end_stream)
+
+    def send_response(
+        self,
+        stream_id: int,
+        status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        end_stream: bool = False,
+    ) -> None:
+        """Send the final response head (server role) with ``status`` as an int."""
+        stream = self._response_stream(stream_id)
+        if not 200 <= status <= 999:
+            raise LocalProtocolError(f"invalid final status {status}")
+        fields = [_STATUS_FIELDS[status], *outgoing_fields(headers)]
+        self._write_head(stream, fields, end_stream)
+
+    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+        """Send a 1xx head (§8.1): 100 Continue, 103 Early Hints; never 101 (§8.6)."""
+        self._response_stream(stream_id)
+        if not 100 <= status < 200 or status == 101:
+            raise LocalProtocolError(f"{status} is not an informational status usable in HTTP/2")
+        block = self._encoder.encode([_STATUS_FIELDS[status], *outgoing_fields(headers)])
+        fr.write_headers(self._out, stream_id, block, max_frame_size=self.peer.max_frame_size)
+
+    def _response_stream(self, stream_id: int) -> H2Stream:
+        self._check_usable()
+        if self.client_side:
+            raise LocalProtocolError("only a server sends responses")
+        stream = self._sending_stream(stream_id)
+        if stream.head_sent:
+            raise LocalProtocolError(f"stream {stream_id}: response head already sent")
+        return stream
+
+    def _write_head(
+        self, stream: H2Stream, fields: list[tuple[bytes, bytes]], end_stream: bool
+    ) -> None:
+        block = self._encoder.encode(fields)
+        if stream.state is StreamState.IDLE:  # a request opens its stream (§5.1)
+            self._streams[stream.stream_id] = stream
+            self._next_local_id = stream.stream_id + 2
+        stream.advance(StreamInput.SEND_HEADERS)
+        stream.head_sent = True
+        fr.write_headers(
+            self._out,
+            stream.stream_id,
+            block,
+            end_stream=end_stream,
+            max_frame_size=self.peer.max_frame_size,
+        )
+        if end_stream:
+            self._end_local(stream)
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        """Send body bytes, at most ``sendable(stream_id)`` of them (split into frames)."""
+        self._check_usable()
+        stream = self._sending_stream(stream_id)
+        if not stream.head_sent:
+            raise LocalProtocolError(f"stream {stream_id}: DATA before the head (§8.1)")
+        size = len(data)
+        if size:
+            outbound = self._outbound
+            if size > stream.outbound.available or size > outbound.available:
+                raise LocalProtocolError(
+                    f"stream {stream_id}: {size} bytes exceed the flow-control window "
+                    f"({self.sendable(stream_id)} sendable)",
+                    code=ErrorCode.FLOW_CONTROL_ERROR,
+                    stream_id=stream_id,
+                )
+            stream.outbound.available -= size
+            outbound.available -= size
+        max_size = self.peer.max_frame_size
+        if size <= max_size:
+            fr.write_data(self._out, stream_id, data, end_stream=end_stream)
+        else:
+            view = memoryview(data)
+            for start in range(0, size, max_size):
+                chunk = view[start : start + max_size]
+                last = end_stream and start + max_size >= size
+                fr.write_data(self._out, stream_id, chunk, end_stream=last)
+        if end_stream:
+            self._end_local(stream)
+
+    def send_trailers(self, stream_id: int, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        """Send the trailer section: HEADERS with END_STREAM, no pseudo-headers (§8.1)."""
+        self._check_usable()
+        stream = self._sending_stream(stream_id)
+        if not stream.head_sent:
+            raise LocalProtocolError(f"stream {stream_id}: trailers before the head")
+        block = self._encoder.encode(outgoing_trailers(headers))
+        fr.write_headers(
+            self._out, stream_id, block, end_stream=True, max_frame_size=self.peer.max_frame_size
+        )
+        self._end_local(stream)
+
+    def reset_stream(self, stream_id: int, error_code: int = ErrorCode.CANCEL) -> None:
+        """Abort a stream with RST_STREAM (§6.4); a closed stream or connection is left alone."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            if self._is_idle(stream_id):
+                raise LocalProtocolError(f"stream {stream_id} is idle: nothing to reset (§5.1)")
+            return
+        fr.write_rst_stream(self._out, stream_id, error_code)
+        stream.advance(StreamInput.SEND_RST)
+        self._retire(stream, ClosedStreams.RESET_SENT)
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """The application consumed ``size`` flow-controlled octets of ``stream_id``.
+
+        Credits them back on the stream and the connection (§6.9), batched by ReceiveWindow.
+        Call it for every DataReceived, with its ``flow_controlled_length``, once consumed.
+        """
+        if size <= 0 or self.state is ConnectionState.CLOSED:
+            return
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            size = min(size, stream.unacked)
+            stream.unacked -= size
+            if stream.state in PEER_SENDING:
+                increment = stream.inbound.consume(size)
+                if increment:
+                    fr.write_window_update(self._out, stream_id, increment)
+        else:
+            owed = self._closed_unacked.pop(stream_id, 0)
+            if size < owed:
+                self._closed_unacked[stream_id] = owed - size
+            size = min(size, owed)
+        if size:
+            self._credit_connection(size)
+
+    def sendable(self, stream_id: int) -> int:
+        """How many DATA octets ``send_data`` accepts now (stream and connection windows)."""
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.state not in WE_SENDING:
+            return 0
+        return max(0, min(stream.outbound.available, self._outbound.available))
+
+    # -- helpers shared with the receive side ----------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self.state is ConnectionState.CLOSED:
+            raise LocalProtocolError("the connection is closed")
+        if not self._initiated:
+            self.initiate()
+
+    def _sending_stream(self, stream_id: int) -> H2Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.state not in WE_SENDING:
+            raise LocalProtocolError(
+                f"stream {stream_id} is not open for sending",
+                code=ErrorCode.STREAM_CLOSED,
+                stream_id=stream_id,
+            )
+        return stream
+
+    def _open_local_stream(self, stream_id: int) -> H2Stream:
+        """A stream we initiate (client role), checked against §5.1.1 and §5.1.2.
+
+        ``_write_head`` registers it once its field block is encoded.
+        """
+        if self.goaway_received is not None or self.goaway_sent is not None:
+            raise LocalProtocolError("no new streams after GOAWAY (§6.8)")
+        if stream_id & 1 != 1 or not self._next_local_id <= stream_id <= MAX_STREAM_ID:
+            raise LocalProtocolError(
+                f"stream id {stream_id}: must be odd and above {self._next_local_id - 2} (§5.1.1)"
+            )
+        if len(self._streams) >= self.peer.max_concurrent_streams:
+            raise LocalProtocolError(
+                "the peer's SETTINGS_MAX_CONCURRENT_STREAMS is reached (§5.1.2)",
+                code=ErrorCode.REFUSED_STREAM,
+            )
+        stream = H2Stream(
+            stream_id, self.peer.initial_window_size, self.local.current.initial_window_size
+        )
+        stream.announced = True
+        return stream
