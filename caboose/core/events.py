@@ -3,6 +3,11 @@
 A connection object turns received bytes into a list of these events. HTTP/1.1 numbers its
 request cycles 1, 2, 3, ... as stream ids so that pipelined requests stay distinguishable;
 HTTP/2 uses its real stream ids. Consumers dispatch with ``match``.
+
+Events are immutable by convention: nothing mutates one after it was emitted. They are not
+``frozen`` dataclasses because a frozen dataclass assigns every field through
+``object.__setattr__`` and costs about five times as much to build (measured: 1.07 µs against
+0.22 µs for RequestReceived), and every request builds two or three of them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ class Event:
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestReceived(Event):
     """A request head arrived (server role). ``target`` is the raw request-target / :path."""
 
@@ -33,7 +38,7 @@ class RequestReceived(Event):
     protocol: bytes = b""  # :protocol of an extended CONNECT (RFC 8441)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseReceived(Event):
     """A final response head arrived (client role)."""
 
@@ -44,7 +49,7 @@ class ResponseReceived(Event):
     end_stream: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InformationalResponseReceived(Event):
     """A 1xx response arrived (client role): 100 Continue, 103 Early Hints."""
 
@@ -53,7 +58,7 @@ class InformationalResponseReceived(Event):
     headers: Headers
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DataReceived(Event):
     """Body bytes. ``flow_controlled_length`` counts padding too (HTTP/2 flow control)."""
 
@@ -63,7 +68,7 @@ class DataReceived(Event):
     end_stream: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TrailersReceived(Event):
     """The trailer section of a message; the stream ends with it."""
 
@@ -71,14 +76,14 @@ class TrailersReceived(Event):
     headers: Headers
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamEnded(Event):
     """The peer finished sending on this stream (END_STREAM / end of an H1 message)."""
 
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamReset(Event):
     """The stream was reset; ``remote`` tells whether the peer or we reset it."""
 
@@ -87,7 +92,7 @@ class StreamReset(Event):
     remote: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WindowOpened(Event):
     """More may now be sent: on ``stream_id``, or on every stream when it is 0."""
 
@@ -95,33 +100,33 @@ class WindowOpened(Event):
     delta: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SettingsChanged(Event):
     """The peer's SETTINGS were applied: ``changed`` maps setting id to (old, new)."""
 
     changed: dict[int, tuple[int, int]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SettingsAcknowledged(Event):
     """The peer acknowledged our SETTINGS."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PingReceived(Event):
     """The peer pinged us; the ACK is already queued."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PingAcknowledged(Event):
     """The peer answered our PING."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GoAwayReceived(Event):
     """The peer will accept no stream above ``last_stream_id``."""
 
@@ -130,7 +135,7 @@ class GoAwayReceived(Event):
     debug_data: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConnectionTerminated(Event):
     """The connection is over: the peer closed it, or a protocol error ended it."""
 

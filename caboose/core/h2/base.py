@@ -14,6 +14,7 @@ from .hpack import Decoder, Encoder
 from .limits import FloodGuard
 from .settings import UNLIMITED, LocalSettings, SettingCode, Settings
 from .stream import ClosedStreams, H2Stream, StreamInput, StreamState
+from .validation import RequestHead
 from .window import ReceiveWindow, SendWindow
 
 S = SettingCode
@@ -88,6 +89,10 @@ class ConnectionBase:
         self._events: list[Event] = []
         self._reader = fr.FrameReader(expect_preface=not client_side)
         self._decoder = Decoder(max_header_list_size=list_size)
+        # Validated request heads by block bytes, for blocks that left the HPACK table as it
+        # was: clients repeat them byte for byte (h2load, gRPC channels), so the decode and
+        # the §8 checks happen once. Entries carry the table generation they are valid for.
+        self._request_heads: dict[bytes, tuple[int, RequestHead]] = {}
         self._encoder = Encoder()
         self._streams: dict[int, H2Stream] = {}
         self._closed = ClosedStreams(closed_memory)

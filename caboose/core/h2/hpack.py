@@ -174,6 +174,12 @@ class Decoder:
         return self._max_size
 
     @property
+    def generation(self) -> int:
+        """Counts dynamic table changes: a block decoded without changing it decodes the same
+        way again as long as the generation is unchanged (callers may cache derived data)."""
+        return self._generation
+
+    @property
     def dynamic_table(self) -> list[Field]:
         """The dynamic table entries, newest first (index 62 first)."""
         return list(self._table)

@@ -30,7 +30,18 @@ from .base import ConnectionBase, ConnectionState, PendingBlock, S, connection_e
 from .hpack import HeaderListTooLarge
 from .settings import UNLIMITED
 from .stream import PEER_SENDING, WE_SENDING, ClosedStreams, H2Stream, StreamInput, StreamState
-from .validation import Field, check_request, check_response, check_trailers, malformed
+from .validation import (
+    Field,
+    RequestHead,
+    check_request,
+    check_response,
+    check_trailers,
+    malformed,
+)
+
+# Request heads cached per connection (see ConnectionBase._request_heads): small blocks only.
+_HEAD_CACHE_ENTRIES: Final = 64
+_HEAD_CACHE_MAX_OCTETS: Final = 256
 
 _END_STREAM: Final = fr.FLAG_END_STREAM
 _END_HEADERS: Final = fr.FLAG_END_HEADERS
@@ -202,11 +213,18 @@ class Receiver(ConnectionBase):
     ) -> None:
         """A request opens a stream (server role, §5.1, §8.3.1)."""
         self._highest_peer_id = stream_id  # §5.1.1: lower idle ids are now closed
-        try:
-            fields = self._decoder.decode(block)
-        except HeaderListTooLarge:
-            self._refuse_too_large(stream_id, flags)
-            return
+        data = block if type(block) is bytes else bytes(block)
+        cached = self._request_heads.get(data)
+        generation = self._decoder.generation
+        if cached is not None and cached[0] == generation:
+            head: RequestHead | None = cached[1]
+        else:
+            try:
+                fields = self._decoder.decode(data)
+            except HeaderListTooLarge:
+                self._refuse_too_large(stream_id, flags)
+                return
+            head = None
         if priority is not None:
             fr.check_priority(stream_id, priority)
         if self.goaway_sent is not None and stream_id > self.goaway_sent:
@@ -216,9 +234,10 @@ class Receiver(ConnectionBase):
             fr.write_rst_stream(self._out, stream_id, ErrorCode.REFUSED_STREAM)  # §5.1.2
             self._closed.add(stream_id, _RESET_SENT)
             return
-        method, scheme, authority, path, protocol, headers, length = check_request(
-            fields, stream_id, extended_connect=self._extended_connect
-        )
+        if head is None:
+            head = self._check_request(data, fields, stream_id, generation)
+        method, scheme, authority, path, protocol, headers, length = head
+        headers = list(headers)  # the app owns its copy (scope["headers"] may be edited)
         end = flags & _END_STREAM
         if end and length > 0:
             malformed(stream_id, "content-length without content (§8.1.1)")
@@ -236,6 +255,20 @@ class Receiver(ConnectionBase):
         )
         if end:
             self._end_remote(stream)
+
+    def _check_request(
+        self, data: bytes, fields: list[Field], stream_id: int, generation: int
+    ) -> RequestHead:
+        """§8 checks of a request block; remembered if the block left the table unchanged."""
+        head = check_request(fields, stream_id, extended_connect=self._extended_connect)
+        decoder = self._decoder
+        cache = self._request_heads
+        stable = decoder.generation == generation and not decoder.never_indexed
+        if stable and len(data) <= _HEAD_CACHE_MAX_OCTETS:
+            if len(cache) >= _HEAD_CACHE_ENTRIES:
+                cache.clear()
+            cache[data] = (generation, head)
+        return head
 
     def _refuse_too_large(self, stream_id: int, flags: int) -> None:
         """Answer 431 to a request whose fields exceed our limit (RFC 6585 §5)."""
@@ -321,6 +354,7 @@ class Receiver(ConnectionBase):
             delta = window[1] - window[0]
             for stream in self._streams.values():
                 stream.inbound.adjust(delta)
+        self._request_heads.clear()  # what is valid may have changed (limits, :protocol)
         table = changes.get(S.HEADER_TABLE_SIZE)
         if table is not None:
             self._decoder.max_allowed_table_size = table[1]
