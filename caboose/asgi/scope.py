@@ -27,39 +27,56 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
     return path, query
 
 
-def http_scope(
-    event: RequestReceived,
-    *,
-    scheme: str,
-    server: Address,
-    client: Address,
-    root_path: str,
-    state: dict[str, Any],
-    extensions: dict[str, Any],
-) -> dict[str, Any]:
-    raw_path, query = split_target(event.target)
-    path = raw_path.decode("latin-1")
-    if "%" in path:
-        path = unquote(path)
-    if root_path:
-        path = root_path + path
-        raw_path = root_path.encode("utf-8") + raw_path
-    return {
-        "type": "http",
-        "asgi": ASGI_VERSION,
-        "http_version": event.http_version,
-        "server": server,
-        "client": client,
-        "scheme": scheme,
-        "method": event.method.decode("ascii"),
-        "root_path": root_path,
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": query,
-        "headers": event.headers,
-        "state": state.copy(),
-        "extensions": extensions,
-    }
+class ScopeBuilder:
+    """Builds the ``http`` scopes of one connection; what all its requests share is set once."""
+
+    __slots__ = ("client", "raw_root", "root_path", "scheme", "server", "state")
+
+    def __init__(
+        self,
+        *,
+        scheme: str,
+        server: Address,
+        client: Address,
+        root_path: str,
+        state: dict[str, Any],
+    ) -> None:
+        self.scheme = scheme
+        self.server = server
+        self.client = client
+        self.root_path = root_path
+        self.raw_root = root_path.encode("utf-8")
+        self.state = state
+
+    def http(self, event: RequestReceived, extensions: dict[str, Any]) -> dict[str, Any]:
+        target = event.target
+        if target[:1] == b"/" and b"#" not in target:
+            raw_path, _, query = target.partition(b"?")  # origin-form, the usual case
+        else:
+            raw_path, query = split_target(target)
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
+        root_path = self.root_path
+        if root_path:
+            path = root_path + path
+            raw_path = self.raw_root + raw_path
+        return {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": event.http_version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": event.method.decode("ascii"),
+            "root_path": root_path,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": event.headers,
+            "state": self.state.copy(),
+            "extensions": extensions,
+        }
 
 
 def is_trusted(host: str, networks: Networks) -> bool:

@@ -17,7 +17,7 @@ from caboose.core.events import (
     StreamEnded,
     TrailersReceived,
 )
-from caboose.core.headers import validate_field, validate_fields
+from caboose.core.headers import BAD_VALUE_RE, TOKEN_RE, validate_field, validate_fields
 from caboose.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 
 
@@ -351,7 +351,8 @@ class H1Connection:
         own: set[bytes] = set()
         cycle.remaining = -1
         for name, value in headers:
-            validate_field(name, value)
+            if not TOKEN_RE.match(name) or BAD_VALUE_RE.search(value):
+                validate_field(name, value)  # raises, naming what is wrong
             lname = name.lower()
             if lname in _FRAMING_FIELDS:
                 if lname == b"content-length":

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from caboose.errors import LocalProtocolError
 
 # RFC 9110 §5.1: field-name = token; tchar excludes separators, controls and spaces.
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+TOKEN_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # RFC 9110 §5.5: CR, LF and NUL are never valid in a field value (splitting, smuggling).
-_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+BAD_VALUE_RE = re.compile(rb"[\x00\r\n]")
 
 # RFC 9110 §6.5.1: fields a sender must not put in trailers, because a recipient needs them
 # before the content (framing, routing, request modifiers, authentication, control data).
@@ -49,9 +49,9 @@ CONNECTION_SPECIFIC = frozenset(
 
 def validate_field(name: bytes, value: bytes) -> None:
     """Refuse a field an application asked us to send that would corrupt the message."""
-    if not _TOKEN.match(name):
+    if not TOKEN_RE.match(name):
         raise LocalProtocolError(f"invalid header name {name!r}")
-    if _BAD_VALUE.search(value):
+    if BAD_VALUE_RE.search(value):
         raise LocalProtocolError(f"invalid header value for {name.decode('latin-1')!r}")
 
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from caboose.asgi.http import HTTPStream
-from caboose.asgi.scope import apply_proxy_headers, http_scope, is_trusted
+from caboose.asgi.scope import ScopeBuilder, apply_proxy_headers, is_trusted
 from caboose.core.events import (
     ConnectionTerminated,
     DataReceived,
@@ -81,6 +81,13 @@ class H1Protocol(asyncio.Protocol):
         self.client = _address(transport.get_extra_info("peername"))
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
+        self.scopes = ScopeBuilder(
+            scheme=self.scheme,
+            server=self.server,
+            client=self.client,
+            root_path=self.state.config.root_path,
+            state=self.state.lifespan_state,
+        )
         # Decided once per connection: parsing the peer address per request is costly.
         self.behind_proxy = (
             self.state.config.proxy_headers
@@ -145,15 +152,7 @@ class H1Protocol(asyncio.Protocol):
 
     def _on_request(self, event: RequestReceived) -> None:
         headers = event.headers
-        scope = http_scope(
-            event,
-            scheme=self.scheme,
-            server=self.server,
-            client=self.client,
-            root_path=self.state.config.root_path,
-            state=self.state.lifespan_state,
-            extensions={"http.response.trailers": {}, "http.request.trailers": {}},
-        )
+        scope = self.scopes.http(event, {"http.response.trailers": {}, "http.request.trailers": {}})
         if self.behind_proxy:
             apply_proxy_headers(scope, headers, self.state.trusted_proxies)
         trailers, expect = request_expectations(headers)
