@@ -7,10 +7,8 @@ import logging
 import typing
 from collections import deque
 from collections.abc import Awaitable
-from typing import Any
 
 from caboose.asgi.http import HTTPStream
-from caboose.asgi.scope import ScopeBuilder, apply_proxy_headers, is_trusted
 from caboose.core.events import (
     ConnectionTerminated,
     DataReceived,
@@ -21,21 +19,14 @@ from caboose.core.events import (
     TrailersReceived,
 )
 from caboose.core.h1 import ConnectionState, H1Connection
-from caboose.core.headers import request_expectations
+from caboose.transport.connection import ConnectionInfo, log_access, open_stream
 from caboose.transport.flow import ReadGate, WriteGate
 from caboose.transport.state import ServerState
 from caboose.transport.tasks import task_starter
 
-access_logger = logging.getLogger("caboose.access")
 logger = logging.getLogger("caboose.error")
 
 _BUSY = b"Service Unavailable\n"
-
-
-def _address(info: Any) -> tuple[str, int] | None:
-    if isinstance(info, tuple) and len(info) >= 2:
-        return (str(info[0]), int(info[1]))
-    return None
 
 
 class H1Protocol(asyncio.Protocol):
@@ -63,10 +54,6 @@ class H1Protocol(asyncio.Protocol):
         self.idle_timer: asyncio.TimerHandle | None = None
         self.head_since: float | None = None
         self.head_timer: asyncio.TimerHandle | None = None
-        self.server: tuple[str, int] | None = None
-        self.client: tuple[str, int] | None = None
-        self.scheme = "https" if config.is_tls else "http"
-        self.behind_proxy = False
         self.limited = config.limit_concurrency is not None
         self.create_task = task_starter(self.loop)
 
@@ -77,23 +64,7 @@ class H1Protocol(asyncio.Protocol):
         transport = typing.cast(asyncio.Transport, transport)
         self.transport = transport
         self.read_gate = ReadGate(transport, self.state.config.h11_max_incomplete_event_size)
-        self.server = _address(transport.get_extra_info("sockname"))
-        self.client = _address(transport.get_extra_info("peername"))
-        if transport.get_extra_info("sslcontext") is not None:
-            self.scheme = "https"
-        self.scopes = ScopeBuilder(
-            scheme=self.scheme,
-            server=self.server,
-            client=self.client,
-            root_path=self.state.config.root_path,
-            state=self.state.lifespan_state,
-        )
-        # Decided once per connection: parsing the peer address per request is costly.
-        self.behind_proxy = (
-            self.state.config.proxy_headers
-            and self.client is not None
-            and is_trusted(self.client[0], self.state.trusted_proxies)
-        )
+        self.info = ConnectionInfo(transport, self.state)
         self.state.connections.add(self)
         self._became_idle()
 
@@ -151,19 +122,7 @@ class H1Protocol(asyncio.Protocol):
                     self._disconnect_all()
 
     def _on_request(self, event: RequestReceived) -> None:
-        headers = event.headers
-        scope = self.scopes.http(event, {"http.response.trailers": {}, "http.request.trailers": {}})
-        if self.behind_proxy:
-            apply_proxy_headers(scope, headers, self.state.trusted_proxies)
-        trailers, expect = request_expectations(headers)
-        stream = HTTPStream(
-            self,
-            event.stream_id,
-            scope,
-            body_complete=event.end_stream,
-            accepts_trailers=trailers,
-            expect_continue=expect,
-        )
+        stream = open_stream(self, self.info, event, self.state)
         self.streams[event.stream_id] = stream
         if self.active is None:
             self._start(stream)
@@ -241,7 +200,7 @@ class H1Protocol(asyncio.Protocol):
     def _response_done(self, stream: HTTPStream) -> None:
         del self.streams[stream.stream_id]
         if self.state.config.access_log:
-            self._log_access(stream)
+            log_access(stream)
         self._flush()
         if self.core.state is not ConnectionState.OPEN:
             return
@@ -253,22 +212,6 @@ class H1Protocol(asyncio.Protocol):
                 self.read_gate.resume()
         else:
             self._became_idle()  # a partial next head keeps it busy: checked when the timer fires
-
-    def _log_access(self, stream: HTTPStream) -> None:
-        scope = stream.scope
-        client = scope["client"]
-        peer = f"{client[0]}:{client[1]}" if client else "-"
-        target = scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
-        access_logger.info(
-            '%s - "%s %s HTTP/%s" %d',
-            peer,
-            scope["method"],
-            target,
-            scope["http_version"],
-            stream.status,
-        )
 
     def _flush(self) -> None:
         core = self.core
