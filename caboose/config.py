@@ -89,6 +89,44 @@ class Config:
         default=65536 * 4,
         metadata=_opt("Request body bytes buffered before reading pauses.", "limits"),
     )
+    http2: bool = field(
+        default=True,
+        metadata=_opt("Serve HTTP/2: h2c by prior knowledge, h2 over TLS (ALPN).", "http2"),
+    )
+    h2c_upgrade: bool = field(
+        default=False,
+        metadata=_opt(
+            "Accept 'Upgrade: h2c' from HTTP/1.1 (deprecated by RFC 9113; smuggling risk).",
+            "http2",
+        ),
+    )
+    http2_max_concurrent_streams: int = field(
+        default=100, metadata=_opt("Most streams a client may open at once.", "http2")
+    )
+    http2_max_header_list_size: int = field(
+        default=65536, metadata=_opt("Largest request header list (431 above).", "http2")
+    )
+    http2_max_frame_size: int = field(
+        default=16384, metadata=_opt("Largest frame we accept (SETTINGS_MAX_FRAME_SIZE).", "http2")
+    )
+    http2_stream_window: int = field(
+        default=1 << 20, metadata=_opt("Receive window of each stream, in bytes.", "http2")
+    )
+    http2_connection_window: int = field(
+        default=16 << 20, metadata=_opt("Receive window of each connection, in bytes.", "http2")
+    )
+    http2_max_resets: int = field(
+        default=100,
+        metadata=_opt("Stream resets per second a client may cause before GOAWAY.", "http2"),
+    )
+    http2_write_timeout: float = field(
+        default=30.0,
+        metadata=_opt("Seconds a stream may wait for the client's window before reset.", "http2"),
+    )
+    http2_cancel_grace: float = field(
+        default=1.0,
+        metadata=_opt("Seconds an app may run on after its stream was reset.", "http2"),
+    )
     server_header: bool = field(default=True, metadata=_opt("Send a Server header."))
     date_header: bool = field(default=True, metadata=_opt("Send a Date header."))
 
@@ -107,6 +145,18 @@ class Config:
         for name in ("limit_request_line", "limit_header_size", "limit_header_count"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if not 16384 <= self.http2_max_frame_size <= 16777215:
+            raise ConfigError("--http2-max-frame-size must be between 16384 and 16777215")
+        if not 65535 <= self.http2_stream_window <= 2**31 - 1:
+            raise ConfigError("--http2-stream-window must be between 65535 and 2147483647")
+        if not 65535 <= self.http2_connection_window <= 2**31 - 1:
+            raise ConfigError("--http2-connection-window must be between 65535 and 2147483647")
+        for name in ("http2_max_concurrent_streams", "http2_max_header_list_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("http2_write_timeout", "http2_cancel_grace"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
         if self.limit_concurrency is not None and self.limit_concurrency < 1:
             raise ConfigError("--limit-concurrency must be at least 1")
         if self.loop not in LOOPS:

@@ -19,8 +19,10 @@ from caboose.core.events import (
     TrailersReceived,
 )
 from caboose.core.h1 import ConnectionState, H1Connection
+from caboose.core.h2.frames import PREFACE
 from caboose.transport.connection import ConnectionInfo, log_access, open_stream
 from caboose.transport.flow import ReadGate, WriteGate
+from caboose.transport.http2 import H2Protocol
 from caboose.transport.state import ServerState
 from caboose.transport.tasks import task_starter
 
@@ -55,6 +57,8 @@ class H1Protocol(asyncio.Protocol):
         self.head_since: float | None = None
         self.head_timer: asyncio.TimerHandle | None = None
         self.limited = config.limit_concurrency is not None
+        self.sniffing = False
+        self.sniffed = b""
         self.create_task = task_starter(self.loop)
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -65,10 +69,20 @@ class H1Protocol(asyncio.Protocol):
         self.transport = transport
         self.read_gate = ReadGate(transport, self.state.config.h11_max_incomplete_event_size)
         self.info = ConnectionInfo(transport, self.state)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            self._switch_to_h2(b"")  # RFC 9113 §3.2: TLS with ALPN "h2"
+            return
+        # RFC 9113 §3.3: cleartext HTTP/2 starts with the client preface (prior knowledge).
+        self.sniffing = self.state.config.http2 and ssl_object is None
         self.state.connections.add(self)
         self._became_idle()
 
     def data_received(self, data: bytes) -> None:
+        if self.sniffing:
+            data = self._sniff(data)
+            if not data:
+                return
         self.idle_since = None
         core = self.core
         self._handle(core.receive_data(data))
@@ -79,6 +93,33 @@ class H1Protocol(asyncio.Protocol):
                 self._head_began()
         else:
             self.head_since = None
+
+    def _sniff(self, data: bytes) -> bytes:
+        """Hold the first bytes until they show whether this is HTTP/2's preface."""
+        buffered = self.sniffed + data
+        if PREFACE.startswith(buffered[: len(PREFACE)]):
+            if len(buffered) < len(PREFACE):
+                self.sniffed = buffered
+                return b""
+            self._switch_to_h2(buffered)
+            return b""
+        self.sniffing = False
+        self.sniffed = b""
+        return buffered
+
+    def _switch_to_h2(self, data: bytes) -> None:
+        """Hand the connection to the HTTP/2 driver, with the bytes read so far."""
+        self.sniffing = False
+        for timer in (self.idle_timer, self.head_timer):
+            if timer is not None:
+                timer.cancel()
+        self.state.connections.discard(self)
+        assert self.transport is not None
+        protocol = H2Protocol(self.state)
+        self.transport.set_protocol(protocol)
+        protocol.connection_made(self.transport)
+        if data:
+            protocol.data_received(data)
 
     def eof_received(self) -> bool | None:
         self._handle(self.core.receive_data(b""))

@@ -8,8 +8,6 @@ import ssl
 from caboose.config import Config
 from caboose.errors import ConfigError
 
-ALPN_PROTOCOLS = ["http/1.1"]
-
 
 def server_context(config: Config) -> ssl.SSLContext | None:
     if config.ssl_certfile is None:
@@ -37,5 +35,7 @@ def server_context(config: Config) -> ssl.SSLContext | None:
                 f"--ssl-ca-certs: cannot load {config.ssl_ca_certs} ({exc})"
             ) from None
         context.verify_mode = ssl.CERT_OPTIONAL
-    context.set_alpn_protocols(ALPN_PROTOCOLS)
+    # RFC 9113 §3.2: offer h2 first; §9.2: TLS 1.2+ with ephemeral, AEAD cipher suites.
+    context.set_alpn_protocols(["h2", "http/1.1"] if config.http2 else ["http/1.1"])
+    context.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
     return context

@@ -1,0 +1,365 @@
+"""HTTP/2 over asyncio: bytes between the socket and H2Connection, events to HTTPStreams.
+
+Every stream runs its app in its own task, concurrently with the others. Output from all
+streams is batched into one write per event-loop turn. A stream that may not send (its flow
+control window or the connection's is shut, or the socket is paused) waits on a future that
+WINDOW_UPDATE, SETTINGS or resume_writing resolves: nothing polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import typing
+from collections.abc import Awaitable
+
+from caboose.asgi.http import HTTPStream
+from caboose.core.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    GoAwayReceived,
+    Headers,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    WindowOpened,
+)
+from caboose.core.h2.connection import H2Connection
+from caboose.core.h2.limits import FloodGuard
+from caboose.core.h2.settings import SettingCode
+from caboose.errors import ErrorCode, LocalProtocolError
+from caboose.transport.connection import ConnectionInfo, log_access, open_stream
+from caboose.transport.flow import WriteGate
+from caboose.transport.state import ServerState
+from caboose.transport.tasks import task_starter
+
+logger = logging.getLogger("caboose.error")
+
+SETTINGS_ACK_TIMEOUT = 10.0  # seconds the client has to acknowledge our SETTINGS (§6.5.3)
+_BUSY = [(b"content-type", b"text/plain"), (b"content-length", b"20")]
+
+
+def local_settings(state: ServerState) -> dict[int, int]:
+    config = state.config
+    return {
+        SettingCode.MAX_CONCURRENT_STREAMS: config.http2_max_concurrent_streams,
+        SettingCode.MAX_HEADER_LIST_SIZE: config.http2_max_header_list_size,
+        SettingCode.MAX_FRAME_SIZE: config.http2_max_frame_size,
+        SettingCode.INITIAL_WINDOW_SIZE: config.http2_stream_window,
+    }
+
+
+class H2Protocol(asyncio.Protocol):
+    """One HTTP/2 connection (server role), from the client preface to GOAWAY."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        config = state.config
+        self.core = H2Connection(
+            client_side=False,
+            local_settings=local_settings(state),
+            connection_window=config.http2_connection_window,
+            flood=FloodGuard(max_resets=config.http2_max_resets),
+        )
+        self.loop = asyncio.get_running_loop()
+        self.create_task = task_starter(self.loop)
+        self.streams: dict[int, HTTPStream] = {}
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.window_waiters: dict[int, asyncio.Future[None]] = {}
+        self.write_gate = WriteGate()
+        self.transport: asyncio.Transport | None = None
+        self.flush_pending = False
+        self.closing = False  # GOAWAY sent or received: close once the streams are done
+        self.idle_since: float | None = None
+        self.tick_timer: asyncio.TimerHandle | None = None
+        self.settings_timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)
+        self.info = ConnectionInfo(transport, self.state)
+        self.state.connections.add(self)
+        self.core.initiate()
+        self._flush()
+        self.idle_since = self.loop.time()
+        self.tick_timer = self.loop.call_later(1.0, self._tick)
+        self.settings_timer = self.loop.call_later(SETTINGS_ACK_TIMEOUT, self._settings_deadline)
+
+    def data_received(self, data: bytes) -> None:
+        self._handle(self.core.receive_data(data))
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        self._handle(self.core.receive_data(b""))
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        for timer in (self.tick_timer, self.settings_timer):
+            if timer is not None:
+                timer.cancel()
+        self._disconnect_all()
+        self.write_gate.close()
+
+    def pause_writing(self) -> None:
+        self.write_gate.pause()
+
+    def resume_writing(self) -> None:
+        self.write_gate.resume()
+
+    # -- events from the core ----------------------------------------------------------------
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            match event:
+                case RequestReceived():
+                    self._on_request(event)
+                case DataReceived():
+                    self._on_data(event)
+                case StreamEnded(stream_id=stream_id):
+                    stream = self.streams.get(stream_id)
+                    if stream is not None:
+                        stream.end_body()
+                case TrailersReceived(stream_id=stream_id, headers=headers):
+                    stream = self.streams.get(stream_id)
+                    if stream is not None:
+                        stream.feed_trailers(headers)
+                case WindowOpened(stream_id=stream_id):
+                    self._window_opened(stream_id)
+                case StreamReset(stream_id=stream_id):
+                    self._on_reset(stream_id)
+                case GoAwayReceived():
+                    self.closing = True  # in-flight streams finish; no new ones come
+                    self._close_if_done()
+                case ConnectionTerminated():
+                    self._disconnect_all()
+                    self._flush()
+                    if self.transport is not None:
+                        self.transport.close()
+
+    def _on_request(self, event: RequestReceived) -> None:
+        self.idle_since = None
+        headers = event.headers
+        if event.authority and not any(name == b"host" for name, _ in headers):
+            # HTTP/1.1 apps read the authority from Host (RFC 9113 §8.3.1).
+            headers.insert(0, (b"host", event.authority))
+        stream = open_stream(self, self.info, event, self.state)
+        self.streams[event.stream_id] = stream
+        state = self.state
+        if state.shutting_down or (
+            state.config.limit_concurrency is not None and state.over_capacity()
+        ):
+            stream.status = 503
+            stream.disconnect()
+            self.core.send_response(event.stream_id, 503, _BUSY)
+            self.core.send_data(event.stream_id, b"Service Unavailable\n", end_stream=True)
+            self._response_done(stream)
+            return
+        task = self.create_task(stream.run(state.app))
+        if not task.done():
+            self.tasks[event.stream_id] = task
+            state.tasks.add(task)
+            task.add_done_callback(state.tasks.discard)
+            task.add_done_callback(lambda _: self.tasks.pop(event.stream_id, None))
+
+    def _on_data(self, event: DataReceived) -> None:
+        stream = self.streams.get(event.stream_id)
+        padding = event.flow_controlled_length - len(event.data)
+        if stream is None:
+            # Nobody will read it (the response is done or the stream was reset): credit it
+            # back at once, or the connection window would leak shut.
+            self.core.acknowledge(event.stream_id, event.flow_controlled_length)
+            return
+        if padding:
+            self.core.acknowledge(event.stream_id, padding)  # padding is never "consumed"
+        if event.data:
+            stream.feed_body(event.data)
+
+    def _on_reset(self, stream_id: int) -> None:
+        """RST_STREAM (from the peer, or ours): the app hears http.disconnect, sends go quiet,
+        and the task is cancelled if it has not finished within the grace period."""
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            stream.disconnect()
+        self._window_opened(stream_id)  # a sender waiting on this stream gives up
+        task = self.tasks.get(stream_id)
+        if task is not None:
+            self.loop.call_later(self.state.config.http2_cancel_grace, task.cancel)
+        self._close_if_done()
+
+    def _disconnect_all(self) -> None:
+        self.closing = True
+        for stream in self.streams.values():
+            stream.disconnect()
+        self.streams.clear()
+        for waiter in self.window_waiters.values():
+            if not waiter.done():
+                waiter.set_result(None)
+        self.window_waiters.clear()
+
+    # -- StreamSink: what HTTPStream calls -----------------------------------------------------
+
+    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+        self.core.send_informational(stream_id, status, headers)
+        self._schedule_flush()
+
+    def send_head(
+        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool, trailers: bool
+    ) -> None:
+        self.core.send_response(stream_id, status, self._with_defaults(headers), end_stream)
+        self._schedule_flush()
+        stream = self.streams.get(stream_id)
+        if end_stream and stream is not None:
+            self._response_done(stream)
+
+    def send_response(
+        self, stream_id: int, status: int, headers: Headers, body: bytes
+    ) -> Awaitable[None] | None:
+        self.core.send_response(stream_id, status, self._with_defaults(headers))
+        return self.send_data(stream_id, body, end_stream=True)
+
+    def _with_defaults(self, headers: Headers) -> Headers:
+        """The app's fields plus Server and Date, unless it set them (RFC 9110 §6.6.1)."""
+        defaults = self.state.default_headers
+        if not defaults:
+            return headers
+        own = {name.lower() for name, _ in headers}
+        return [*headers, *(field for field in defaults if field[0] not in own)]
+
+    def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> Awaitable[None] | None:
+        if stream_id not in self.streams:
+            return None  # reset meanwhile: the bridge tells the app through receive()
+        if not data and not end_stream:
+            return None  # an empty DATA frame would carry nothing
+        if not self.write_gate.paused and len(data) <= self.core.sendable(stream_id):
+            self.core.send_data(stream_id, data, end_stream)
+            self._schedule_flush()
+            if end_stream:
+                self._response_done(self.streams[stream_id])
+            return None
+        return self._send_when_open(stream_id, memoryview(data), end_stream)
+
+    async def _send_when_open(self, stream_id: int, data: memoryview, end_stream: bool) -> None:
+        """Send as the windows open; reset the stream if they stay shut too long."""
+        core = self.core
+        while stream_id in self.streams:
+            await self.write_gate.wait()
+            if stream_id not in self.streams:
+                return
+            room = core.sendable(stream_id)
+            if room >= len(data):
+                core.send_data(stream_id, bytes(data), end_stream)
+                self._schedule_flush()
+                if end_stream:
+                    self._response_done(self.streams[stream_id])
+                return
+            if room:
+                core.send_data(stream_id, bytes(data[:room]))
+                data = data[room:]
+                self._schedule_flush()
+            if not await self._window(stream_id):
+                logger.warning(
+                    "HTTP/2 stream %d reset: the client's flow-control window stayed shut "
+                    "for %.0f s",
+                    stream_id,
+                    self.state.config.http2_write_timeout,
+                )
+                self.reset(stream_id)
+                return
+
+    async def _window(self, stream_id: int) -> bool:
+        """Wait for WINDOW_UPDATE/SETTINGS to open this stream's window; False on timeout."""
+        waiter = self.window_waiters.get(stream_id)
+        if waiter is None or waiter.done():
+            waiter = self.loop.create_future()
+            self.window_waiters[stream_id] = waiter
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self.state.config.http2_write_timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _window_opened(self, stream_id: int) -> None:
+        if stream_id == 0:
+            waiters = list(self.window_waiters.values())
+            self.window_waiters.clear()
+        else:
+            waiter = self.window_waiters.pop(stream_id, None)
+            waiters = [] if waiter is None else [waiter]
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+        self.core.send_trailers(stream_id, headers)
+        self._schedule_flush()
+        self._response_done(self.streams[stream_id])
+
+    def consumed(self, stream_id: int, size: int) -> None:
+        self.core.acknowledge(stream_id, size)
+        self._schedule_flush()
+
+    def reset(self, stream_id: int) -> None:
+        """The app failed after its response began: RST_STREAM INTERNAL_ERROR (§8.1)."""
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            stream.disconnect()
+        with contextlib.suppress(LocalProtocolError):  # already closed on the wire
+            self.core.reset_stream(stream_id, ErrorCode.INTERNAL_ERROR)
+        self._schedule_flush()
+        self._close_if_done()
+
+    # -- stream and connection bookkeeping -----------------------------------------------------
+
+    def _response_done(self, stream: HTTPStream) -> None:
+        self.streams.pop(stream.stream_id, None)
+        if self.state.config.access_log:
+            log_access(stream)
+        if not self.streams:
+            self.idle_since = self.loop.time()
+        self._close_if_done()
+
+    def _close_if_done(self) -> None:
+        if self.closing and not self.streams and self.transport is not None:
+            self._flush()
+            self.transport.close()
+
+    def _schedule_flush(self) -> None:
+        if not self.flush_pending:
+            self.flush_pending = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flush_pending = False
+        data = self.core.data_to_send()
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    # -- timers --------------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        """Once a second: refill the flood budgets, close an idle connection."""
+        self.core.flood.refill()
+        idle = self.idle_since
+        if idle is not None and self.loop.time() - idle >= self.state.config.timeout_keep_alive:
+            self.shutdown()
+        if self.transport is not None and not self.transport.is_closing():
+            self.tick_timer = self.loop.call_later(1.0, self._tick)
+
+    def _settings_deadline(self) -> None:
+        self._handle(self.core.settings_timeout())
+        self._flush()
+
+    def shutdown(self) -> None:
+        """Graceful: GOAWAY with the last stream we will process, finish those, then close."""
+        if not self.closing and self.transport is not None and not self.transport.is_closing():
+            with contextlib.suppress(LocalProtocolError):  # the connection already failed
+                self._handle(self.core.goaway(ErrorCode.NO_ERROR))
+            self.closing = True
+            self._flush()
+        self._close_if_done()
