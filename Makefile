@@ -23,8 +23,8 @@ tools:
 	  (apt-get update -qq && apt-get install -y -qq curl nghttp2-client >/dev/null)
 
 lint: $(STAMP)
-	$(BIN)/ruff check caboose tests benchmarks
-	$(BIN)/ruff format --check caboose tests benchmarks
+	$(BIN)/ruff check caboose tests benchmarks scripts
+	$(BIN)/ruff format --check caboose tests benchmarks scripts
 	$(BIN)/mypy caboose
 
 test: $(STAMP) tools lint
