@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from enum import Enum
 from typing import Any, Protocol
 
+from caboose.asgi.files import file_chunks, file_size
 from caboose.core.events import Headers
 from caboose.core.headers import validate_trailers
 
@@ -203,6 +204,10 @@ class HTTPStream:
             self._start(message)
         elif kind == "http.response.trailers":
             self._send_trailers(message)
+        elif kind == "http.response.early_hint":
+            self._early_hint(message)
+        elif kind == "http.response.pathsend":
+            await self._pathsend(message)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} (state {self.state.value})")
         if self._waiter is not None and self.state is ResponseState.DONE:
@@ -263,6 +268,38 @@ class HTTPStream:
         self._sink.send_head(
             self.stream_id, status, headers, end_stream=end_stream, trailers=trailers
         )
+
+    def _early_hint(self, message: Message) -> None:
+        """RFC 8297: a 103 carrying Link fields, before the final response."""
+        if self.state is not ResponseState.START:
+            raise RuntimeError("http.response.early_hint sent after http.response.start")
+        links = [(b"link", bytes(link)) for link in message.get("links", ())]
+        if links:
+            self._sink.send_informational(self.stream_id, 103, links)
+
+    async def _pathsend(self, message: Message) -> None:
+        """The ASGI pathsend extension: a file is the whole body, read off the event loop."""
+        if self.state is not ResponseState.HEAD:
+            raise RuntimeError(self._misplaced("http.response.pathsend"))
+        path = message["path"]
+        size = file_size(path)
+        assert self._head is not None
+        status, headers = self._head
+        if not any(name.lower() == b"content-length" for name, _ in headers):
+            self._head = (status, [*headers, (b"content-length", b"%d" % size)])
+        self._flush_head(end_stream=False)
+        self.state = ResponseState.BODY
+        async for chunk in file_chunks(path):
+            if self._disconnected:
+                return
+            waiter = self._sink.send_data(self.stream_id, chunk, end_stream=False)
+            if waiter is not None:
+                await waiter
+        if self._disconnected:
+            return
+        waiter = self._send_body({"body": b"", "more_body": False})  # ends it, or trailers next
+        if waiter is not None:
+            await waiter
 
     def _send_trailers(self, message: Message) -> None:
         if self.state in (ResponseState.START, ResponseState.DONE):

@@ -75,6 +75,8 @@ class ConnectionInfo:
         extensions: dict[str, Any] = {
             "http.response.trailers": {},
             "http.request.trailers": {},
+            "http.response.early_hint": {},
+            "http.response.pathsend": {},
         }
         if self.tls is not None:
             extensions["tls"] = self.tls
