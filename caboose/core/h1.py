@@ -129,9 +129,12 @@ class H1Connection:
         except httptools.HttpParserUpgrade as exc:
             # No upgrade is offered yet (RFC 9110 §7.8 lets a server ignore Upgrade): serve the
             # request as plain HTTP/1.1 and go on parsing after it.
-            self._flush_head(end_stream=False)
+            if self._pending is not None:
+                self._flush_head(end_stream=False)
             self._parser = httptools.HttpRequestParser(self)
-            return self._collect() + self.receive_data(data[exc.args[0] :])
+            events, self._events = self._events, []
+            rest = data[exc.args[0] :]
+            return events + self.receive_data(rest) if rest else events
         except httptools.HttpParserError as exc:
             self._reject(self._error or RemoteProtocolError(str(exc).strip() or "bad request"))
         if self._pending is not None:
@@ -140,10 +143,6 @@ class H1Connection:
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_size:
                 self._reject(RemoteProtocolError("request header too large", status=431))
-        events, self._events = self._events, []
-        return events
-
-    def _collect(self) -> list[Event]:
         events, self._events = self._events, []
         return events
 

@@ -22,7 +22,7 @@ from caboose.core.h1 import ConnectionState, H1Connection
 from caboose.core.h2.frames import PREFACE
 from caboose.transport.connection import ConnectionInfo, log_access, open_stream
 from caboose.transport.flow import ReadGate, WriteGate
-from caboose.transport.http2 import H2Protocol
+from caboose.transport.http2 import H2Protocol, h2c_upgrade_settings
 from caboose.transport.state import ServerState
 from caboose.transport.tasks import task_starter
 
@@ -107,7 +107,18 @@ class H1Protocol(asyncio.Protocol):
         self.sniffed = b""
         return buffered
 
-    def _switch_to_h2(self, data: bytes) -> None:
+    def _upgrade_to_h2(self, settings: bytes, event: RequestReceived) -> None:
+        """RFC 7540 §3.2: 101, then HTTP/2 with this request as stream 1."""
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+        )
+        request = RequestReceived(
+            1, event.method, event.target, event.headers, "2", True, b"", b"", b""
+        )
+        self._switch_to_h2(b"", H2Protocol(self.state, upgrade=(settings, request)))
+
+    def _switch_to_h2(self, data: bytes, protocol: H2Protocol | None = None) -> None:
         """Hand the connection to the HTTP/2 driver, with the bytes read so far."""
         self.sniffing = False
         for timer in (self.idle_timer, self.head_timer):
@@ -115,7 +126,7 @@ class H1Protocol(asyncio.Protocol):
                 timer.cancel()
         self.state.connections.discard(self)
         assert self.transport is not None
-        protocol = H2Protocol(self.state)
+        protocol = protocol or H2Protocol(self.state)
         self.transport.set_protocol(protocol)
         protocol.connection_made(self.transport)
         if data:
@@ -163,6 +174,11 @@ class H1Protocol(asyncio.Protocol):
                     self._disconnect_all()
 
     def _on_request(self, event: RequestReceived) -> None:
+        if self.state.config.h2c_upgrade and event.end_stream and event.stream_id == 1:
+            settings = h2c_upgrade_settings(event.headers)
+            if settings is not None:
+                self._upgrade_to_h2(settings, event)
+                return
         stream = open_stream(self, self.info, event, self.state)
         self.streams[event.stream_id] = stream
         if self.active is None:

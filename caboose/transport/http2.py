@@ -9,6 +9,7 @@ WINDOW_UPDATE, SETTINGS or resume_writing resolves: nothing polls.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import typing
@@ -30,6 +31,7 @@ from caboose.core.events import (
 from caboose.core.h2.connection import H2Connection
 from caboose.core.h2.limits import FloodGuard
 from caboose.core.h2.settings import SettingCode
+from caboose.core.headers import has_token
 from caboose.errors import ErrorCode, LocalProtocolError
 from caboose.transport.connection import ConnectionInfo, log_access, open_stream
 from caboose.transport.flow import WriteGate
@@ -52,11 +54,42 @@ def local_settings(state: ServerState) -> dict[int, int]:
     }
 
 
+def h2c_upgrade_settings(headers: Headers) -> bytes | None:
+    """The decoded HTTP2-Settings of a valid ``Upgrade: h2c`` request, else None.
+
+    RFC 7540 §3.2: Upgrade names h2c, exactly one HTTP2-Settings field (base64url SETTINGS
+    payload), and Connection lists both Upgrade and HTTP2-Settings.
+    """
+    upgrade = connection = b""
+    settings: list[bytes] = []
+    for name, value in headers:
+        if name == b"upgrade":
+            upgrade = value
+        elif name == b"connection":
+            connection += b"," + value
+        elif name == b"http2-settings":
+            settings.append(value)
+    if not has_token(upgrade, b"h2c") or len(settings) != 1:
+        return None
+    if not (has_token(connection, b"upgrade") and has_token(connection, b"http2-settings")):
+        return None
+    encoded = settings[0].strip()
+    try:
+        payload = base64.urlsafe_b64decode(encoded + b"=" * (-len(encoded) % 4))
+    except ValueError:
+        return None
+    return payload if len(payload) % 6 == 0 else None
+
+
 class H2Protocol(asyncio.Protocol):
     """One HTTP/2 connection (server role), from the client preface to GOAWAY."""
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(
+        self, state: ServerState, upgrade: tuple[bytes, RequestReceived] | None = None
+    ) -> None:
+        """``upgrade``: the HTTP2-Settings payload and request of an ``Upgrade: h2c``."""
         self.state = state
+        self.upgrade = upgrade
         config = state.config
         self.core = H2Connection(
             client_side=False,
@@ -84,6 +117,10 @@ class H2Protocol(asyncio.Protocol):
         self.info = ConnectionInfo(transport, self.state)
         self.state.connections.add(self)
         self.core.initiate()
+        if self.upgrade is not None:
+            settings, request = self.upgrade
+            self.core.accept_upgrade(settings)
+            self._on_request(request)
         self._flush()
         self.idle_since = self.loop.time()
         self.tick_timer = self.loop.call_later(1.0, self._tick)

@@ -32,6 +32,7 @@ from .base import (
     MAX_STREAM_ID,
     SERVER_DEFAULTS,
     ConnectionState,
+    S,
 )
 from .limits import FloodGuard
 from .receive import Receiver
@@ -81,6 +82,29 @@ class H2Connection(Receiver):
         """Send new SETTINGS; they apply once the peer acknowledges them (§6.5.3)."""
         self._check_usable()
         self._send_settings(values)
+
+    def accept_upgrade(self, http2_settings: bytes) -> None:
+        """Server role, after answering 101 to ``Upgrade: h2c`` (RFC 7540 §3.2).
+
+        RFC 9113 §3.1 deprecates this, so servers offer it only when asked to. The decoded
+        HTTP2-Settings payload counts as the client's first SETTINGS (RFC 7540 §3.2.1: the 101
+        acknowledges it), and the upgraded request becomes stream 1, half-closed (remote).
+        The client's connection preface still follows.
+        """
+        if self.client_side or self._highest_peer_id:
+            raise LocalProtocolError("only a fresh server connection can accept an upgrade")
+        self.initiate()
+        pairs = fr.parse_settings(0, 0, memoryview(http2_settings))
+        changes = self.peer.apply_received(pairs, sender_is_server=False)
+        table = changes.get(S.HEADER_TABLE_SIZE)
+        if table is not None:
+            self._encoder.set_max_table_size(min(table[1], self.max_encoder_table))
+        stream = H2Stream(1, self.peer.initial_window_size, self.local.current.initial_window_size)
+        stream.advance(StreamInput.RECV_HEADERS)
+        stream.advance(StreamInput.RECV_END_STREAM)
+        stream.head_received = stream.announced = True
+        self._streams[1] = stream
+        self._highest_peer_id = 1
 
     def settings_timeout(self) -> list[Event]:
         """The driver's SETTINGS ACK timer expired: end with SETTINGS_TIMEOUT (§6.5.3)."""
