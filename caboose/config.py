@@ -145,6 +145,17 @@ class Config:
         for name in ("limit_request_line", "limit_header_size", "limit_header_count"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.limit_concurrency is not None and self.limit_concurrency < 1:
+            raise ConfigError("--limit-concurrency must be at least 1")
+        if self.loop not in LOOPS:
+            raise ConfigError(f"--loop must be one of {', '.join(LOOPS)}")
+        if self.lifespan not in LIFESPANS:
+            raise ConfigError(f"--lifespan must be one of {', '.join(LIFESPANS)}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+        self._check_http2()
+
+    def _check_http2(self) -> None:
         if not 16384 <= self.http2_max_frame_size <= 16777215:
             raise ConfigError("--http2-max-frame-size must be between 16384 and 16777215")
         if not 65535 <= self.http2_stream_window <= 2**31 - 1:
@@ -157,14 +168,6 @@ class Config:
         for name in ("http2_write_timeout", "http2_cancel_grace"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")
-        if self.limit_concurrency is not None and self.limit_concurrency < 1:
-            raise ConfigError("--limit-concurrency must be at least 1")
-        if self.loop not in LOOPS:
-            raise ConfigError(f"--loop must be one of {', '.join(LOOPS)}")
-        if self.lifespan not in LIFESPANS:
-            raise ConfigError(f"--lifespan must be one of {', '.join(LIFESPANS)}")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
 
     @property
     def is_tls(self) -> bool:

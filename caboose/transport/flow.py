@@ -80,3 +80,16 @@ class ReadGate:
             self._paused = False
             if not self._transport.is_closing():
                 self._transport.resume_reading()
+
+
+class GatedProtocol(asyncio.Protocol):
+    """An asyncio protocol whose writers wait while the transport's buffer is full."""
+
+    def __init__(self) -> None:
+        self.write_gate = WriteGate()
+
+    def pause_writing(self) -> None:
+        self.write_gate.pause()
+
+    def resume_writing(self) -> None:
+        self.write_gate.resume()

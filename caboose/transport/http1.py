@@ -21,7 +21,7 @@ from caboose.core.events import (
 from caboose.core.h1 import ConnectionState, H1Connection
 from caboose.core.h2.frames import PREFACE
 from caboose.transport.connection import ConnectionInfo, log_access, open_stream
-from caboose.transport.flow import ReadGate, WriteGate
+from caboose.transport.flow import GatedProtocol, ReadGate
 from caboose.transport.http2 import H2Protocol, h2c_upgrade_settings
 from caboose.transport.state import ServerState
 from caboose.transport.tasks import task_starter
@@ -31,10 +31,11 @@ logger = logging.getLogger("caboose.error")
 _BUSY = b"Service Unavailable\n"
 
 
-class H1Protocol(asyncio.Protocol):
+class H1Protocol(GatedProtocol):
     """One HTTP/1.1 connection. Runs one app task at a time, in request order."""
 
     def __init__(self, state: ServerState) -> None:
+        super().__init__()
         self.state = state
         config = state.config
         self.core = H1Connection(
@@ -47,7 +48,6 @@ class H1Protocol(asyncio.Protocol):
         self.streams: dict[int, HTTPStream] = {}
         self.waiting: deque[HTTPStream] = deque()  # pipelined requests behind the active one
         self.active: HTTPStream | None = None
-        self.write_gate = WriteGate()
         self.transport: asyncio.Transport | None = None
         self.read_gate: ReadGate | None = None
         # Timers are armed rarely and checked lazily: arming and cancelling one per request
@@ -144,12 +144,6 @@ class H1Protocol(asyncio.Protocol):
         for stream in self.streams.values():
             stream.disconnect()
         self.write_gate.close()
-
-    def pause_writing(self) -> None:
-        self.write_gate.pause()
-
-    def resume_writing(self) -> None:
-        self.write_gate.resume()
 
     # -- events from the core ----------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from caboose.core.h2.settings import SettingCode
 from caboose.core.headers import has_token
 from caboose.errors import ErrorCode, LocalProtocolError
 from caboose.transport.connection import ConnectionInfo, log_access, open_stream
-from caboose.transport.flow import WriteGate
+from caboose.transport.flow import GatedProtocol
 from caboose.transport.state import ServerState
 from caboose.transport.tasks import task_starter
 
@@ -81,13 +81,14 @@ def h2c_upgrade_settings(headers: Headers) -> bytes | None:
     return payload if len(payload) % 6 == 0 else None
 
 
-class H2Protocol(asyncio.Protocol):
+class H2Protocol(GatedProtocol):
     """One HTTP/2 connection (server role), from the client preface to GOAWAY."""
 
     def __init__(
         self, state: ServerState, upgrade: tuple[bytes, RequestReceived] | None = None
     ) -> None:
         """``upgrade``: the HTTP2-Settings payload and request of an ``Upgrade: h2c``."""
+        super().__init__()
         self.state = state
         self.upgrade = upgrade
         config = state.config
@@ -102,7 +103,6 @@ class H2Protocol(asyncio.Protocol):
         self.streams: dict[int, HTTPStream] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.window_waiters: dict[int, asyncio.Future[None]] = {}
-        self.write_gate = WriteGate()
         self.transport: asyncio.Transport | None = None
         self.flush_pending = False
         self.closing = False  # GOAWAY sent or received: close once the streams are done
@@ -141,12 +141,6 @@ class H2Protocol(asyncio.Protocol):
                 timer.cancel()
         self._disconnect_all()
         self.write_gate.close()
-
-    def pause_writing(self) -> None:
-        self.write_gate.pause()
-
-    def resume_writing(self) -> None:
-        self.write_gate.resume()
 
     # -- events from the core ----------------------------------------------------------------
 
