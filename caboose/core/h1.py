@@ -375,6 +375,9 @@ class H1Connection:
         cycle.trailers = trailers
         if cycle.head or status in _NO_CONTENT_STATUSES:
             cycle.framing = _Framing.NONE
+            # RFC 9110 §9.3.2: HEAD gets the length GET would; an empty body tells nothing.
+            if declared < 0 and length > 0:
+                declared = length
             if declared >= 0 and status not in _NO_CONTENT_STATUSES:
                 lines.append(b"content-length: %d\r\n" % declared)
         elif trailers and not cycle.http_10:

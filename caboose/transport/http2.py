@@ -250,16 +250,17 @@ class H2Protocol(GatedProtocol):
     def send_response(
         self, stream_id: int, status: int, headers: Headers, body: bytes
     ) -> Awaitable[None] | None:
-        self.core.send_response(stream_id, status, self._with_defaults(headers))
+        self.core.send_response(stream_id, status, self._with_defaults(headers, len(body)))
         return self.send_data(stream_id, body, end_stream=True)
 
-    def _with_defaults(self, headers: Headers) -> Headers:
-        """The app's fields plus Server and Date, unless it set them (RFC 9110 §6.6.1)."""
-        defaults = self.state.default_headers
-        if not defaults:
-            return headers
+    def _with_defaults(self, headers: Headers, length: int = 0) -> Headers:
+        """The app's fields plus Server and Date (RFC 9110 §6.6.1), and the length of a body
+        given whole (also for HEAD, §9.3.2), unless the app set them."""
         own = {name.lower() for name, _ in headers}
-        return [*headers, *(field for field in defaults if field[0] not in own)]
+        added = [field for field in self.state.default_headers if field[0] not in own]
+        if length > 0 and b"content-length" not in own:
+            added.append((b"content-length", b"%d" % length))
+        return [*headers, *added] if added else headers
 
     def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> Awaitable[None] | None:
         if stream_id not in self.streams:

@@ -36,8 +36,17 @@ from .base import (
 )
 from .limits import FloodGuard
 from .receive import Receiver
-from .stream import PEER_SENDING, WE_SENDING, ClosedStreams, H2Stream, StreamInput, StreamState
+from .stream import (
+    NO_BODY_STATUSES,
+    PEER_SENDING,
+    WE_SENDING,
+    ClosedStreams,
+    H2Stream,
+    StreamInput,
+    StreamState,
+)
 from .validation import outgoing_fields, outgoing_request, outgoing_trailers, split_pseudo
+from .window import MAX_WINDOW_SIZE
 
 __all__ = [
     "CLIENT_DEFAULTS",
@@ -200,6 +209,8 @@ class H2Connection(Receiver):
         stream = self._response_stream(stream_id)
         if not 200 <= status <= 999:
             raise LocalProtocolError(f"invalid final status {status}")
+        if status in NO_BODY_STATUSES:
+            stream.no_body = True
         fields = [_STATUS_FIELDS[status], *outgoing_fields(headers)]
         self._write_head(stream, fields, end_stream)
 
@@ -245,6 +256,14 @@ class H2Connection(Receiver):
         stream = self._sending_stream(stream_id)
         if not stream.head_sent:
             raise LocalProtocolError(f"stream {stream_id}: DATA before the head (§8.1)")
+        if stream.no_body and not self.client_side:
+            # Our response to HEAD, or a 204/304: the content is never sent (RFC 9110 §6.4.1,
+            # §9.3.2), but the end of the stream still is. (A client's no_body describes the
+            # response it receives, not its request.)
+            if end_stream:
+                fr.write_data(self._out, stream_id, b"", end_stream=True)
+                self._end_local(stream)
+            return
         size = len(data)
         if size:
             outbound = self._outbound
@@ -323,6 +342,8 @@ class H2Connection(Receiver):
         stream = self._streams.get(stream_id)
         if stream is None or stream.state not in WE_SENDING:
             return 0
+        if stream.no_body and not self.client_side:
+            return MAX_WINDOW_SIZE  # discarded, so never held back by flow control
         return max(0, min(stream.outbound.available, self._outbound.available))
 
     # -- helpers shared with the receive side ----------------------------------------------

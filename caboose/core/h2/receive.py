@@ -29,7 +29,15 @@ from . import frames as fr
 from .base import ConnectionBase, ConnectionState, PendingBlock, S, connection_error
 from .hpack import HeaderListTooLarge
 from .settings import UNLIMITED
-from .stream import PEER_SENDING, WE_SENDING, ClosedStreams, H2Stream, StreamInput, StreamState
+from .stream import (
+    NO_BODY_STATUSES,
+    PEER_SENDING,
+    WE_SENDING,
+    ClosedStreams,
+    H2Stream,
+    StreamInput,
+    StreamState,
+)
 from .validation import (
     Field,
     RequestHead,
@@ -47,7 +55,6 @@ _END_STREAM: Final = fr.FLAG_END_STREAM
 _END_HEADERS: Final = fr.FLAG_END_HEADERS
 _CONTINUATION: Final = 0x9
 _STATUS_431: Final = [(b":status", b"431")]
-_NO_BODY_STATUSES: Final = frozenset({204, 304})
 _RESET_SENT: Final = ClosedStreams.RESET_SENT
 _RESET_RECEIVED: Final = ClosedStreams.RESET_RECEIVED
 
@@ -247,6 +254,7 @@ class Receiver(ConnectionBase):
         stream.advance(StreamInput.RECV_HEADERS)
         stream.head_received = stream.announced = True
         stream.expected_length = length
+        stream.no_body = method == b"HEAD"  # RFC 9110 §9.3.2: its response carries no content
         self._streams[stream_id] = stream
         self._events.append(
             RequestReceived(
@@ -312,7 +320,7 @@ class Receiver(ConnectionBase):
             self._events.append(InformationalResponseReceived(stream_id, status, headers))
             return
         stream.head_received = True
-        if stream.no_body or status in _NO_BODY_STATUSES:
+        if stream.no_body or status in NO_BODY_STATUSES:
             stream.no_body = True  # §8.1.1: content-length describes a body never sent
         else:
             stream.expected_length = length

@@ -9,6 +9,9 @@ from caboose.errors import ErrorCode, LocalProtocolError
 
 from .window import ReceiveWindow, SendWindow
 
+# RFC 9110 §6.4.1: responses that never carry content, whatever their fields say.
+NO_BODY_STATUSES: Final = frozenset({204, 304})
+
 
 class StreamState(IntEnum):
     """§5.1 stream states. IntEnum so that table keys hash at C speed.
