@@ -123,9 +123,12 @@ class Config:
         default=30.0,
         metadata=_opt("Seconds a stream may wait for the client's window before reset.", "http2"),
     )
-    http2_cancel_grace: float = field(
+    cancel_grace: float = field(
         default=1.0,
-        metadata=_opt("Seconds an app may run on after its stream was reset.", "http2"),
+        metadata=_opt(
+            "Seconds an app may run on once its client reset the stream or went away.",
+            "timeouts",
+        ),
     )
     server_header: bool = field(default=True, metadata=_opt("Send a Server header."))
     date_header: bool = field(default=True, metadata=_opt("Send a Date header."))
@@ -165,7 +168,7 @@ class Config:
         for name in ("http2_max_concurrent_streams", "http2_max_header_list_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
-        for name in ("http2_write_timeout", "http2_cancel_grace"):
+        for name in ("http2_write_timeout", "cancel_grace"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")
 

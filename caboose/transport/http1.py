@@ -48,6 +48,7 @@ class H1Protocol(GatedProtocol):
         self.streams: dict[int, HTTPStream] = {}
         self.waiting: deque[HTTPStream] = deque()  # pipelined requests behind the active one
         self.active: HTTPStream | None = None
+        self.task: asyncio.Task[None] | None = None  # the active stream's app, if it waits
         self.transport: asyncio.Transport | None = None
         self.read_gate: ReadGate | None = None
         # Timers are armed rarely and checked lazily: arming and cancelling one per request
@@ -144,6 +145,9 @@ class H1Protocol(GatedProtocol):
         for stream in self.streams.values():
             stream.disconnect()
         self.write_gate.close()
+        if self.task is not None and not self.task.done():
+            # The app heard http.disconnect; one that ignores it is cancelled after a grace.
+            self.loop.call_later(self.state.config.cancel_grace, self.task.cancel)
 
     # -- events from the core ----------------------------------------------------------------
 
@@ -191,6 +195,7 @@ class H1Protocol(GatedProtocol):
             return
         task = self.create_task(stream.run(state.app))
         if not task.done():
+            self.task = task
             state.tasks.add(task)
             task.add_done_callback(state.tasks.discard)
 

@@ -141,6 +141,21 @@ class H2Protocol(GatedProtocol):
                 timer.cancel()
         self._disconnect_all()
         self.write_gate.close()
+        grace = self.state.config.cancel_grace
+        for task in self.tasks.values():
+            self.loop.call_later(grace, task.cancel)  # apps that ignore http.disconnect
+
+    def pause_writing(self) -> None:
+        """The client is not reading: stop reading it too, so it cannot make us queue
+        unbounded PING/SETTINGS ACKs or responses (CVE-2019-9512, CVE-2019-9515)."""
+        super().pause_writing()
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     # -- events from the core ----------------------------------------------------------------
 
@@ -219,7 +234,7 @@ class H2Protocol(GatedProtocol):
         self._window_opened(stream_id)  # a sender waiting on this stream gives up
         task = self.tasks.get(stream_id)
         if task is not None:
-            self.loop.call_later(self.state.config.http2_cancel_grace, task.cancel)
+            self.loop.call_later(self.state.config.cancel_grace, task.cancel)
         self._close_if_done()
 
     def _disconnect_all(self) -> None:

@@ -244,3 +244,28 @@ def test_graceful_shutdown_lets_in_flight_requests_finish() -> None:
         out = read_all(sock)
     assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(b"Hello, world!")
     assert b"connection: close" in out
+
+
+def test_app_ignoring_a_lost_client_is_cancelled_after_the_grace() -> None:
+    import asyncio
+
+    cancelled: list[float] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"tick", "more_body": True})
+        started = time.monotonic()
+        try:
+            await asyncio.sleep(30)  # never looks at receive()
+        except asyncio.CancelledError:
+            cancelled.append(time.monotonic() - started)
+            raise
+
+    with running(app, cancel_grace=0.2) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            assert b"tick" in sock.recv(1000)
+        deadline = time.monotonic() + 5
+        while not cancelled and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert cancelled and cancelled[0] < 3
