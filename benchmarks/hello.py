@@ -1,7 +1,8 @@
 """Minimal ASGI 3 hello-world app used by the benchmark harness.
 
 Serve it as ``benchmarks.hello:app`` from the project root. Every server under test runs this
-same app, so the numbers compare the servers, not the apps.
+same app, so the numbers compare the servers, not the apps. ``GET /1mib`` answers a 1 MiB body
+(built once, at import) for the throughput scenario; every other path answers ``Hello, world!``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ HEADERS = [
     (b"content-length", str(len(BODY)).encode("ascii")),
 ]
 
+LARGE_PATH = "/1mib"
+LARGE_BODY = bytes(range(256)) * 4096  # 1 MiB, not all one byte value
+LARGE_HEADERS = [
+    (b"content-type", b"application/octet-stream"),
+    (b"content-length", str(len(LARGE_BODY)).encode("ascii")),
+]
+
 
 async def lifespan(receive: Receive, send: Send) -> None:
     """Complete startup and shutdown without doing anything else."""
@@ -38,8 +46,12 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if kind == "http":
         # A GET has no body worth reading; answer straight away. Fresh message dicts per request,
         # as a framework would build them.
-        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        await send({"type": "http.response.body", "body": BODY, "more_body": False})
+        if scope["path"] == LARGE_PATH:
+            headers, body = LARGE_HEADERS, LARGE_BODY
+        else:
+            headers, body = HEADERS, BODY
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
     elif kind == "lifespan":
         await lifespan(receive, send)
     else:

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Benchmark caboose against uvicorn and granian (HTTP/1.1, wrk) on benchmarks/hello.py:app.
+# Benchmark caboose against peer ASGI servers on benchmarks/hello.py:app: HTTP/1.1 with wrk
+# (uvicorn, granian) and HTTP/2 cleartext with h2load (uvicorn's experimental HTTP/2, hypercorn,
+# granian).
 #
-#   bash benchmarks/run.sh                      # or: make bench
+#   bash benchmarks/run.sh                      # or: make bench (h1,h2-m10,h2-m100,h2-1mib)
 #   BENCH_DURATION=3 BENCH_ROUNDS=1 bash benchmarks/run.sh
 #   BENCH_SERVERS=caboose,uvicorn bash benchmarks/run.sh
-#   BENCH_SCENARIOS=h1,h2c bash benchmarks/run.sh   # h2c: h2load vs hypercorn and granian
+#   BENCH_SCENARIOS=h2-m10,h2-1mib bash benchmarks/run.sh
 #
 # Builds benchmarks/.venv (separate from the dev venv) with the peer servers and an editable
-# caboose, installs Debian's wrk (and h2load for h2c) when missing, then hands over to
-# benchmarks/bench.py, which starts every server once, runs interleaved rounds against
-# 127.0.0.1 only, prints a Markdown table and writes benchmarks/results/<scenario>-<time>.json.
-# See bench.py's docstring for every BENCH_* knob.
+# caboose, installs Debian's wrk and h2load (nghttp2-client) when missing, then hands over to
+# benchmarks/bench.py, which starts every server once per scenario, runs interleaved rounds
+# against 127.0.0.1 only, prints a Markdown table per scenario and writes
+# benchmarks/results/<scenario>-<time>.json. See bench.py's docstring for every BENCH_* knob.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,12 +30,24 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$VENV/bin/pip" install -q --upgrade pip
 fi
 
+# uvicorn's HTTP/2 (--http zttp --http2) needs zttp. Optional: when it does not install, uvicorn
+# shows as "n/a" in the HTTP/2 tables.
+OPTIONAL=(zttp)
+
 # Re-install the peers when this list changes, not on every run.
 peers_stamp="$VENV/.peers-installed"
 if [ ! -f "$peers_stamp" ] || [ "$(cat "$peers_stamp")" != "${PEERS[*]}" ]; then
     say "installing ${PEERS[*]}"
     "$VENV/bin/pip" install -q "${PEERS[@]}"
     printf '%s' "${PEERS[*]}" >"$peers_stamp"
+fi
+optional_stamp="$VENV/.optional-tried"
+if [ ! -f "$optional_stamp" ] || [ "$(cat "$optional_stamp")" != "${OPTIONAL[*]}" ]; then
+    for pkg in "${OPTIONAL[@]}"; do
+        say "installing $pkg (optional)"
+        "$VENV/bin/pip" install -q "$pkg" || say "WARNING: $pkg did not install; going on without"
+    done
+    printf '%s' "${OPTIONAL[*]}" >"$optional_stamp"
 fi
 
 # caboose is editable, so code changes need nothing; re-install when its metadata changes or its
@@ -60,7 +74,7 @@ apt_install() { # package...
     fi
 }
 command -v wrk >/dev/null || { say "installing wrk"; apt_install wrk; }
-if [[ ",${BENCH_SCENARIOS:-h1}," == *",h2c,"* ]] && ! command -v h2load >/dev/null; then
+if [[ ",${BENCH_SCENARIOS:-h2}" == *",h2"* ]] && ! command -v h2load >/dev/null; then
     say "installing h2load (nghttp2-client)"
     apt_install nghttp2-client
 fi
