@@ -40,6 +40,7 @@ from caboose.transport.tasks import task_starter
 
 logger = logging.getLogger("caboose.error")
 
+_EAGER_FLUSH = 64 * 1024  # bytes of body that are written at once instead of batched
 SETTINGS_ACK_TIMEOUT = 10.0  # seconds the client has to acknowledge our SETTINGS (§6.5.3)
 _BUSY = [(b"content-type", b"text/plain"), (b"content-length", b"20")]
 
@@ -284,10 +285,15 @@ class H2Protocol(GatedProtocol):
             return None  # an empty DATA frame would carry nothing
         if not self.write_gate.paused and len(data) <= self.core.sendable(stream_id):
             self.core.send_data(stream_id, data, end_stream)
-            self._schedule_flush()
             if end_stream:
                 self._response_done(self.streams[stream_id])
-            return None
+            if len(data) < _EAGER_FLUSH:
+                self._schedule_flush()
+                return None
+            # A large body goes out now, so the transport can push back (pause_writing)
+            # before more piles up behind it.
+            self._flush()
+            return self.write_gate.wait() if self.write_gate.paused else None
         return self._send_when_open(stream_id, memoryview(data), end_stream)
 
     async def _send_when_open(self, stream_id: int, data: memoryview, end_stream: bool) -> None:
