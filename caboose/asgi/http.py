@@ -90,6 +90,7 @@ class HTTPStream:
         "state",
         "status",
         "stream_id",
+        "task",
     )
 
     def __init__(
@@ -119,6 +120,8 @@ class HTTPStream:
         self._trailers_expected = False
         self._head: tuple[int, Headers] | None = None
         self._trailers: Headers = []
+        # The task running the app, while it may still need cancelling (set by the driver).
+        self.task: asyncio.Task[None] | None = None
 
     # -- the protocol feeds the request in --------------------------------------------------
 
@@ -137,6 +140,16 @@ class HTTPStream:
         """The peer went away or reset the stream: receive() says so, send() goes quiet."""
         self._disconnected = True
         self._wake()
+
+    def cancel_later(self, grace: float) -> None:
+        """Cancel an app that ignores the disconnect once ``grace`` seconds have passed.
+
+        Only while the response is unfinished: work an app does after its response (such
+        as Starlette's background tasks) is not the client's to cut short.
+        """
+        task = self.task
+        if task is not None and not task.done() and self.state is not ResponseState.DONE:
+            asyncio.get_running_loop().call_later(grace, task.cancel)
 
     @property
     def disconnected(self) -> bool:

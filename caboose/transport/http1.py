@@ -48,7 +48,6 @@ class H1Protocol(GatedProtocol):
         self.streams: dict[int, HTTPStream] = {}
         self.waiting: deque[HTTPStream] = deque()  # pipelined requests behind the active one
         self.active: HTTPStream | None = None
-        self.task: asyncio.Task[None] | None = None  # the active stream's app, if it waits
         self.transport: asyncio.Transport | None = None
         self.read_gate: ReadGate | None = None
         # Timers are armed rarely and checked lazily: arming and cancelling one per request
@@ -142,12 +141,11 @@ class H1Protocol(GatedProtocol):
             if timer is not None:
                 timer.cancel()
         self.state.connections.discard(self)
+        grace = self.state.config.cancel_grace
         for stream in self.streams.values():
             stream.disconnect()
+            stream.cancel_later(grace)  # apps that ignore http.disconnect
         self.write_gate.close()
-        if self.task is not None and not self.task.done():
-            # The app heard http.disconnect; one that ignores it is cancelled after a grace.
-            self.loop.call_later(self.state.config.cancel_grace, self.task.cancel)
 
     # -- events from the core ----------------------------------------------------------------
 
@@ -195,7 +193,7 @@ class H1Protocol(GatedProtocol):
             return
         task = self.create_task(stream.run(state.app))
         if not task.done():
-            self.task = task
+            stream.task = task
             state.tasks.add(task)
             task.add_done_callback(state.tasks.discard)
 

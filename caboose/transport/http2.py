@@ -40,6 +40,7 @@ from caboose.transport.tasks import task_starter
 
 logger = logging.getLogger("caboose.error")
 
+_DEFAULTED = frozenset({b"server", b"date", b"content-length"})  # added unless the app set them
 _EAGER_FLUSH = 64 * 1024  # bytes of body that are written at once instead of batched
 SETTINGS_ACK_TIMEOUT = 10.0  # seconds the client has to acknowledge our SETTINGS (§6.5.3)
 _BUSY = [(b"content-type", b"text/plain"), (b"content-length", b"20")]
@@ -102,7 +103,6 @@ class H2Protocol(GatedProtocol):
         self.loop = asyncio.get_running_loop()
         self.create_task = task_starter(self.loop)
         self.streams: dict[int, HTTPStream] = {}
-        self.tasks: dict[int, asyncio.Task[None]] = {}
         self.window_waiters: dict[int, asyncio.Future[None]] = {}
         self.transport: asyncio.Transport | None = None
         self.flush_pending = False
@@ -142,9 +142,6 @@ class H2Protocol(GatedProtocol):
                 timer.cancel()
         self._disconnect_all()
         self.write_gate.close()
-        grace = self.state.config.cancel_grace
-        for task in self.tasks.values():
-            self.loop.call_later(grace, task.cancel)  # apps that ignore http.disconnect
 
     def pause_writing(self) -> None:
         """The client is not reading: stop reading it too, so it cannot make us queue
@@ -191,9 +188,12 @@ class H2Protocol(GatedProtocol):
     def _on_request(self, event: RequestReceived) -> None:
         self.idle_since = None
         headers = event.headers
-        if event.authority and not any(name == b"host" for name, _ in headers):
-            # HTTP/1.1 apps read the authority from Host (RFC 9113 §8.3.1).
-            headers.insert(0, (b"host", event.authority))
+        if event.authority:
+            for name, _ in headers:
+                if name == b"host":
+                    break
+            else:  # HTTP/1.1 apps read the authority from Host (RFC 9113 §8.3.1)
+                headers.insert(0, (b"host", event.authority))
         stream = open_stream(self, self.info, event, self.state)
         self.streams[event.stream_id] = stream
         state = self.state
@@ -208,10 +208,9 @@ class H2Protocol(GatedProtocol):
             return
         task = self.create_task(stream.run(state.app))
         if not task.done():
-            self.tasks[event.stream_id] = task
+            stream.task = task
             state.tasks.add(task)
             task.add_done_callback(state.tasks.discard)
-            task.add_done_callback(lambda _: self.tasks.pop(event.stream_id, None))
 
     def _on_data(self, event: DataReceived) -> None:
         stream = self.streams.get(event.stream_id)
@@ -232,16 +231,16 @@ class H2Protocol(GatedProtocol):
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
             stream.disconnect()
+            stream.cancel_later(self.state.config.cancel_grace)
         self._window_opened(stream_id)  # a sender waiting on this stream gives up
-        task = self.tasks.get(stream_id)
-        if task is not None:
-            self.loop.call_later(self.state.config.cancel_grace, task.cancel)
         self._close_if_done()
 
     def _disconnect_all(self) -> None:
         self.closing = True
+        grace = self.state.config.cancel_grace
         for stream in self.streams.values():
             stream.disconnect()
+            stream.cancel_later(grace)  # apps that ignore http.disconnect
         self.streams.clear()
         for waiter in self.window_waiters.values():
             if not waiter.done():
@@ -272,7 +271,14 @@ class H2Protocol(GatedProtocol):
     def _with_defaults(self, headers: Headers, length: int = 0) -> Headers:
         """The app's fields plus Server and Date (RFC 9110 §6.6.1), and the length of a body
         given whole (also for HEAD, §9.3.2), unless the app set them."""
-        own = {name.lower() for name, _ in headers}
+        wanted = 3 if length > 0 else 2  # server, date (and content-length)
+        own = set()
+        for name, _ in headers:
+            lower = name.lower()
+            if lower in _DEFAULTED:
+                own.add(lower)
+        if len(own) == wanted:
+            return headers
         added = [field for field in self.state.default_headers if field[0] not in own]
         if length > 0 and b"content-length" not in own:
             added.append((b"content-length", b"%d" % length))

@@ -269,3 +269,25 @@ def test_app_ignoring_a_lost_client_is_cancelled_after_the_grace() -> None:
         while not cancelled and time.monotonic() < deadline:
             time.sleep(0.02)
     assert cancelled and cancelled[0] < 3
+
+
+def test_work_after_the_response_survives_the_client_leaving() -> None:
+    """Like Starlette's background tasks: the response is complete, the client's departure
+    must not cancel what the app does next."""
+    import asyncio
+
+    finished = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"done"})
+        await asyncio.sleep(0.5)
+        finished.append(True)
+
+    with running(app, cancel_grace=0.1) as server:
+        out = exchange(server, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert out.endswith(b"done")
+        deadline = time.monotonic() + 3
+        while not finished and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert finished == [True]
