@@ -303,7 +303,8 @@ class Decoder:
 
 
 # Names whose values tend to be unique per message: indexing them would only churn the
-# dynamic table and evict the entries that do repeat. set-cookie is also kept out of the
+# dynamic table and evict the entries that do repeat. (Date is indexed: a server's Date
+# repeats for every response within a second.) set-cookie is also kept out of the
 # table so one client's cookie is never a compression-oracle target (§7.1).
 DEFAULT_NO_INDEX: Final[frozenset[bytes]] = frozenset(
     {
@@ -311,7 +312,6 @@ DEFAULT_NO_INDEX: Final[frozenset[bytes]] = frozenset(
         b"age",
         b"content-length",
         b"content-range",
-        b"date",
         b"etag",
         b"expires",
         b"if-modified-since",

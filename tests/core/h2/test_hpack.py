@@ -356,9 +356,16 @@ def test_long_cookies_are_indexed() -> None:
     assert encoder.encode([cookie]) == b"\xbe"
 
 
+def test_date_is_indexed_since_it_repeats_within_a_second() -> None:
+    encoder = Encoder()
+    date = (b"date", b"Mon, 21 Oct 2013 20:13:21 GMT")
+    encoder.encode([date])
+    assert encoder.encode([date]) == b"\xbe"
+
+
 @pytest.mark.parametrize(
     "field",
-    [(b":path", b"/a"), (b"date", b"Mon, 21 Oct 2013 20:13:21 GMT"), (b"set-cookie", b"a=b")],
+    [(b":path", b"/a"), (b"content-length", b"1234"), (b"set-cookie", b"a=b")],
 )
 def test_volatile_fields_are_not_indexed(field: tuple[bytes, bytes]) -> None:
     encoder = Encoder()
