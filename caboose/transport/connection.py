@@ -47,7 +47,7 @@ def _subject(cert: dict[str, Any]) -> str:
 class ConnectionInfo:
     """Facts about one connection, read once when it is made (never per request)."""
 
-    __slots__ = ("behind_proxy", "client", "scheme", "scopes", "server", "tls")
+    __slots__ = ("_extensions", "behind_proxy", "client", "scheme", "scopes", "server", "tls")
 
     def __init__(self, transport: asyncio.BaseTransport, state: ServerState) -> None:
         config = state.config
@@ -62,6 +62,7 @@ class ConnectionInfo:
             and self.client is not None
             and is_trusted(self.client[0], state.trusted_proxies)
         )
+        self._extensions = self._extension_template()
         self.scopes = ScopeBuilder(
             scheme=self.scheme,
             server=self.server,
@@ -71,7 +72,11 @@ class ConnectionInfo:
         )
 
     def extensions(self) -> dict[str, Any]:
-        """The ASGI extensions a request on this connection may use (a fresh dict each)."""
+        """The ASGI extensions a request on this connection may use: a fresh dict each time
+        (an app may add to it), over info dicts that are the same for every request."""
+        return self._extensions.copy()
+
+    def _extension_template(self) -> dict[str, Any]:
         extensions: dict[str, Any] = {
             "http.response.trailers": {},
             "http.request.trailers": {},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from caboose.demo import app as demo_app
 from tests.serving import exchange, run_tool, running, url
 
@@ -29,3 +31,30 @@ def test_upgrade_without_http2_settings_stays_http1() -> None:
             b"Connection: close\r\n\r\n",
         )
     assert out.startswith(b"HTTP/1.1 200 OK")
+
+
+def test_no_http2_turns_off_prior_knowledge() -> None:
+    from tests.serving import exchange
+
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    with running(demo_app, http2=False) as server:
+        out = exchange(server, preface)
+    assert out.startswith(b"HTTP/1.1 400 ")  # read as (malformed) HTTP/1.1, never as HTTP/2
+
+
+def test_no_http2_offers_only_http11_over_alpn(tmp_path: Path) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_path, key_path, ca_path = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    ca.cert_pem.write_to_path(str(ca_path))
+    options = {"ssl_certfile": str(cert_path), "ssl_keyfile": str(key_path)}
+    with running(demo_app, http2=False, **options) as server:
+        result = run_tool(
+            "curl", "-sv", "--http2", "--cacert", str(ca_path), f"https://127.0.0.1:{server.port}/"
+        )
+    assert b"ALPN: server accepted http/1.1" in result.stderr or b"< HTTP/1.1 200" in result.stderr
+    assert b"< HTTP/2" not in result.stderr
