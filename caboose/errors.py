@@ -29,19 +29,25 @@ class ErrorCode(IntEnum):
 
 
 class ProtocolError(Exception):
-    """Base of protocol errors; ``status`` is the HTTP/1.1 answer, ``code`` the HTTP/2 one."""
+    """Base of protocol errors; ``status`` is the HTTP/1.1 answer, ``code`` the HTTP/2 one.
+
+    Subclasses set ``default_status`` / ``default_code`` to carry their own wire meaning.
+    """
+
+    default_status: int = 400
+    default_code: ErrorCode = ErrorCode.PROTOCOL_ERROR
 
     def __init__(
         self,
         message: str,
         *,
-        status: int = 400,
-        code: ErrorCode = ErrorCode.PROTOCOL_ERROR,
+        status: int | None = None,
+        code: ErrorCode | None = None,
         stream_id: int = 0,
     ) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
+        self.status = self.default_status if status is None else status
+        self.code = self.default_code if code is None else code
         # 0 means the whole connection; otherwise only this stream is in error.
         self.stream_id = stream_id
 

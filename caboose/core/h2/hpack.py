@@ -33,15 +33,7 @@ _FIELD_CACHE_ENTRIES: Final = 512
 class HPACKDecodingError(RemoteProtocolError):
     """The peer sent a malformed field block (RFC 7541 §2.1): a connection COMPRESSION_ERROR."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int = 400,
-        code: ErrorCode = ErrorCode.COMPRESSION_ERROR,
-        stream_id: int = 0,
-    ) -> None:
-        super().__init__(message, status=status, code=code, stream_id=stream_id)
+    default_code = ErrorCode.COMPRESSION_ERROR
 
 
 class HeaderListTooLarge(RemoteProtocolError):
@@ -50,15 +42,7 @@ class HeaderListTooLarge(RemoteProtocolError):
     The connection survives: it answers with a stream error or a 431 response.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int = 431,
-        code: ErrorCode = ErrorCode.PROTOCOL_ERROR,
-        stream_id: int = 0,
-    ) -> None:
-        super().__init__(message, status=status, code=code, stream_id=stream_id)
+    default_status = 431
 
 
 def decode_integer(data: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:

@@ -13,15 +13,7 @@ EOS: Final = 256
 class HuffmanDecodingError(RemoteProtocolError):
     """A Huffman-coded string is malformed (RFC 7541 §5.2): a COMPRESSION_ERROR."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int = 400,
-        code: ErrorCode = ErrorCode.COMPRESSION_ERROR,
-        stream_id: int = 0,
-    ) -> None:
-        super().__init__(message, status=status, code=code, stream_id=stream_id)
+    default_code = ErrorCode.COMPRESSION_ERROR
 
 
 # Encoding: each octet's code as a string of '0'/'1', so a whole string is one C-level
