@@ -42,6 +42,7 @@ logger = logging.getLogger("caboose.error")
 
 _DEFAULTED = frozenset({b"server", b"date", b"content-length"})  # added unless the app set them
 _EAGER_FLUSH = 64 * 1024  # bytes of body that are written at once instead of batched
+_LINGER = 2.0  # seconds a failed connection drains the client's input before closing
 SETTINGS_ACK_TIMEOUT = 10.0  # seconds the client has to acknowledge our SETTINGS (§6.5.3)
 _BUSY = [(b"content-type", b"text/plain"), (b"content-length", b"20")]
 
@@ -180,10 +181,7 @@ class H2Protocol(GatedProtocol):
                     self.closing = True  # in-flight streams finish; no new ones come
                     self._close_if_done()
                 case ConnectionTerminated():
-                    self._disconnect_all()
-                    self._flush()
-                    if self.transport is not None:
-                        self.transport.close()
+                    self._terminate()
 
     def _on_request(self, event: RequestReceived) -> None:
         self.idle_since = None
@@ -234,6 +232,26 @@ class H2Protocol(GatedProtocol):
             stream.cancel_later(self.state.config.cancel_grace)
         self._window_opened(stream_id)  # a sender waiting on this stream gives up
         self._close_if_done()
+
+    def _terminate(self) -> None:
+        """A connection error: the core queued GOAWAY with its code; make sure it arrives.
+
+        Closing while the client's bytes are still unread makes the kernel send a TCP RST,
+        which can destroy the GOAWAY in flight (seen by a flood test on a loaded machine; not
+        reproduced on demand). So: send it, half-close, keep reading (and discarding) for a
+        moment, then close: a lingering close, as HTTP servers commonly do.
+        """
+        self._disconnect_all()
+        self._flush()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():  # TLS cannot half-close
+            transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()
+        self.loop.call_later(_LINGER, transport.close)
 
     def _disconnect_all(self) -> None:
         self.closing = True

@@ -304,3 +304,38 @@ def test_broken_magic_over_tls_h2_gets_goaway_protocol_error(tmp_path: Path) -> 
             away = peer.goaway
             assert away is not None and away.error_code == PROTOCOL_ERROR, away
         assert_still_serving(server.port, tls=context)
+
+
+def test_a_flooding_client_reads_goaway_enhance_your_calm() -> None:
+    """RFC 9113 §5.4.1: the GOAWAY with its code reaches the client, also while it keeps
+    flooding after it. (This does not reproduce a TCP RST eating the GOAWAY, which the
+    lingering close in H2Protocol._terminate guards against: loopback here never showed it.)"""
+    from caboose.core.h2 import frames as fr
+
+    with running(app) as server:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                burst = bytearray(fr.PREFACE)
+                fr.write_settings(burst, [])
+                for index in range(2000):
+                    fr.write_ping(burst, b"%08d" % index)
+                sock.sendall(bytes(burst))
+                more = bytearray()
+                for index in range(200):
+                    fr.write_ping(more, b"%08d" % index)
+                deadline = time.monotonic() + 0.5
+                with contextlib.suppress(OSError):  # keeps flooding after our GOAWAY
+                    while time.monotonic() < deadline:
+                        sock.sendall(bytes(more))
+                        time.sleep(0.01)
+                received = bytearray()
+                with contextlib.suppress(ConnectionResetError, TimeoutError):
+                    while chunk := sock.recv(65536):
+                        received += chunk
+            frames = fr.FrameReader(max_frame_size=2**24 - 1).receive(bytes(received))
+            codes = [
+                int.from_bytes(payload[4:8], "big")
+                for kind, _, _, payload in frames
+                if kind == fr.FrameType.GOAWAY
+            ]
+            assert codes == [0xB]
