@@ -119,6 +119,14 @@ class Config:
         default=100,
         metadata=_opt("Stream resets per second a client may cause before GOAWAY.", "http2"),
     )
+    http2_max_pending_acks: int = field(
+        default=1000,
+        metadata=_opt("PING/SETTINGS ACKs owed at once before GOAWAY (flood limit).", "http2"),
+    )
+    http2_max_empty_frames: int = field(
+        default=100,
+        metadata=_opt("Empty DATA/CONTINUATION frames per second before GOAWAY.", "http2"),
+    )
     http2_write_timeout: float = field(
         default=30.0,
         metadata=_opt("Seconds a stream may wait for the client's window before reset.", "http2"),
@@ -165,7 +173,13 @@ class Config:
             raise ConfigError("--http2-stream-window must be between 65535 and 2147483647")
         if not 65535 <= self.http2_connection_window <= 2**31 - 1:
             raise ConfigError("--http2-connection-window must be between 65535 and 2147483647")
-        for name in ("http2_max_concurrent_streams", "http2_max_header_list_size"):
+        for name in (
+            "http2_max_concurrent_streams",
+            "http2_max_header_list_size",
+            "http2_max_resets",
+            "http2_max_pending_acks",
+            "http2_max_empty_frames",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         for name in ("http2_write_timeout", "cancel_grace"):

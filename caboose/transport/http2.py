@@ -99,7 +99,11 @@ class H2Protocol(GatedProtocol):
             client_side=False,
             local_settings=local_settings(state),
             connection_window=config.http2_connection_window,
-            flood=FloodGuard(max_resets=config.http2_max_resets),
+            flood=FloodGuard(
+                max_resets=config.http2_max_resets,
+                max_unflushed_acks=config.http2_max_pending_acks,
+                max_empty_frames=config.http2_max_empty_frames,
+            ),
         )
         self.loop = asyncio.get_running_loop()
         self.create_task = task_starter(self.loop)

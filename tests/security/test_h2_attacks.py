@@ -339,3 +339,44 @@ def test_a_flooding_client_reads_goaway_enhance_your_calm() -> None:
                 if kind == fr.FrameType.GOAWAY
             ]
             assert codes == [0xB]
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(5, [0xB]), (100, [])])
+def test_empty_frame_budget_is_configurable(limit: int, expected: list[int]) -> None:
+    from caboose.core.h2 import frames as fr
+    from caboose.core.h2.hpack import Encoder
+
+    async def slow_reader(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(0.5)
+        await send({"type": "http.response.start", "status": 204})
+        await send({"type": "http.response.body"})
+
+    with running(slow_reader, http2_max_empty_frames=limit) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            out = bytearray(fr.PREFACE)
+            fr.write_settings(out, [])
+            block = Encoder().encode(
+                [
+                    (b":method", b"POST"),
+                    (b":scheme", b"http"),
+                    (b":path", b"/"),
+                    (b":authority", b"a"),
+                ]
+            )
+            fr.write_headers(out, 1, block)
+            for _ in range(10):
+                fr.write_data(out, 1, b"")  # carries nothing, ends nothing
+            sock.sendall(bytes(out))
+            time.sleep(0.3)
+            sock.settimeout(0.5)
+            received = bytearray()
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(65536):
+                    received += chunk
+        frames = fr.FrameReader(max_frame_size=2**24 - 1).receive(bytes(received))
+        codes = [
+            int.from_bytes(payload[4:8], "big")
+            for kind, _, _, payload in frames
+            if kind == fr.FrameType.GOAWAY
+        ]
+        assert codes == expected
