@@ -293,15 +293,18 @@ class H2Protocol(GatedProtocol):
     def _with_defaults(self, headers: Headers, length: int = 0) -> Headers:
         """The app's fields plus Server and Date (RFC 9110 §6.6.1), and the length of a body
         given whole (also for HEAD, §9.3.2), unless the app set them."""
-        wanted = 3 if length > 0 else 2  # server, date (and content-length)
-        own = set()
+        own: set[bytes] | None = None
         for name, _ in headers:
             lower = name.lower()
             if lower in _DEFAULTED:
+                own = own or set()
                 own.add(lower)
-        if len(own) == wanted:
-            return headers
-        added = [field for field in self.state.default_headers if field[0] not in own]
+        defaults = self.state.default_headers
+        if own is None:  # the usual case: the app set none of them
+            if length > 0:
+                return [*headers, *defaults, (b"content-length", b"%d" % length)]
+            return [*headers, *defaults] if defaults else headers
+        added = [field for field in defaults if field[0] not in own]
         if length > 0 and b"content-length" not in own:
             added.append((b"content-length", b"%d" % length))
         return [*headers, *added] if added else headers
