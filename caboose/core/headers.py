@@ -82,11 +82,6 @@ def has_token(value: bytes, token: bytes) -> bool:
     return token in elements
 
 
-def accepts_trailers(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """RFC 9110 §10.1.4: the client signals it accepts trailers with the TE token ``trailers``."""
-    return any(name.lower() == b"te" and has_token(value, b"trailers") for name, value in headers)
-
-
 def request_expectations(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bool, bool]:
     """(accepts trailers, expects 100-continue) in one pass over lower-cased field names.
 

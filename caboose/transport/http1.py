@@ -56,7 +56,6 @@ class H1Protocol(GatedProtocol):
         self.idle_timer: asyncio.TimerHandle | None = None
         self.head_since: float | None = None
         self.head_timer: asyncio.TimerHandle | None = None
-        self.limited = config.limit_concurrency is not None
         self.sniffing = False
         self.sniffed = b""
         self.create_task = task_starter(self.loop)
@@ -188,7 +187,7 @@ class H1Protocol(GatedProtocol):
     def _start(self, stream: HTTPStream) -> None:
         self.active = stream
         state = self.state
-        if state.shutting_down or (self.limited and state.over_capacity()):
+        if state.shutting_down or state.over_capacity():
             self._refuse(stream)
             return
         task = self.create_task(stream.run(state.app))

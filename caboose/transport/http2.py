@@ -199,9 +199,7 @@ class H2Protocol(GatedProtocol):
         stream = open_stream(self, self.info, event, self.state)
         self.streams[event.stream_id] = stream
         state = self.state
-        if state.shutting_down or (
-            state.config.limit_concurrency is not None and state.over_capacity()
-        ):
+        if state.shutting_down or state.over_capacity():
             stream.status = 503
             stream.disconnect()
             self.core.send_response(event.stream_id, 503, _BUSY)

@@ -328,16 +328,7 @@ def test_a_flooding_client_reads_goaway_enhance_your_calm() -> None:
                     while time.monotonic() < deadline:
                         sock.sendall(bytes(more))
                         time.sleep(0.01)
-                received = bytearray()
-                with contextlib.suppress(ConnectionResetError, TimeoutError):
-                    while chunk := sock.recv(65536):
-                        received += chunk
-            frames = fr.FrameReader(max_frame_size=2**24 - 1).receive(bytes(received))
-            codes = [
-                int.from_bytes(payload[4:8], "big")
-                for kind, _, _, payload in frames
-                if kind == fr.FrameType.GOAWAY
-            ]
+                codes = goaway_codes(sock)
             assert codes == [0xB]
 
 
@@ -369,14 +360,21 @@ def test_empty_frame_budget_is_configurable(limit: int, expected: list[int]) -> 
             sock.sendall(bytes(out))
             time.sleep(0.3)
             sock.settimeout(0.5)
-            received = bytearray()
-            with contextlib.suppress(OSError):
-                while chunk := sock.recv(65536):
-                    received += chunk
-        frames = fr.FrameReader(max_frame_size=2**24 - 1).receive(bytes(received))
-        codes = [
-            int.from_bytes(payload[4:8], "big")
-            for kind, _, _, payload in frames
-            if kind == fr.FrameType.GOAWAY
-        ]
+            codes = goaway_codes(sock)
         assert codes == expected
+
+
+def goaway_codes(sock: socket.socket) -> list[int]:
+    """Read until the server closes (or goes quiet) and return the GOAWAY error codes."""
+    from caboose.core.h2 import frames as fr
+
+    received = bytearray()
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            received += chunk
+    frames = fr.FrameReader(max_frame_size=2**24 - 1).receive(bytes(received))
+    return [
+        int.from_bytes(payload[4:8], "big")
+        for kind, _, _, payload in frames
+        if kind == fr.FrameType.GOAWAY
+    ]
