@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-core clean
+.PHONY: run test lint tools bench bench-core clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +17,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/caboose caboose.demo:app --host 127.0.0.1 --port 8000
 
-# Debian tools the integration tests drive (curl, nghttp, h2load).
+# Debian tools the integration tests drive (curl, nghttp, h2load, nginx).
 tools:
-	@command -v curl >/dev/null && command -v nghttp >/dev/null || \
-	  (apt-get update -qq && apt-get install -y -qq curl nghttp2-client >/dev/null)
+	@bash scripts/install-tools.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check caboose tests benchmarks scripts
-	$(BIN)/ruff format --check caboose tests benchmarks scripts
+	$(BIN)/ruff check caboose tests benchmarks scripts examples
+	$(BIN)/ruff format --check caboose tests benchmarks scripts examples
 	$(BIN)/mypy caboose
 
 test: $(STAMP) tools lint

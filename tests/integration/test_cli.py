@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-import trustme
 
 from tests.serving import run_tool
+from tests.tls import issue_certificate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,14 +128,9 @@ def test_demo_serves_trailers_over_the_cli() -> None:
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    folder = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    ca_path, cert_path, key_path = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
-    ca.cert_pem.write_to_path(str(ca_path))
-    cert.cert_chain_pems[0].write_to_path(str(cert_path))
-    cert.private_key_pem.write_to_path(str(key_path))
-    return ca_path, cert_path, key_path
+    """(CA, certificate, key) files for 127.0.0.1, from a throwaway trustme CA."""
+    files = issue_certificate(tmp_path_factory.mktemp("tls"))
+    return files.ca, files.cert, files.key
 
 
 def test_tls_with_curl_sees_trailers(certificate: tuple[Path, Path, Path]) -> None:

@@ -18,13 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
-import trustme
 
 from caboose.demo import CHUNKS
 from caboose.demo import app as demo_app
 from tests.apps import echo, hello, slow
 from tests.h2client import H2Client
 from tests.serving import run_tool, running, url
+from tests.tls import issue_certificate
 
 DEMO_BODY = b"".join(CHUNKS)
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, every byte value, position-dependent
@@ -36,14 +36,8 @@ PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, every byte value, position-dependen
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(CA, certificate, key) files for 127.0.0.1, from a throwaway trustme CA."""
-    folder = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    ca_path, cert_path, key_path = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
-    ca.cert_pem.write_to_path(str(ca_path))
-    cert.cert_chain_pems[0].write_to_path(str(cert_path))
-    cert.private_key_pem.write_to_path(str(key_path))
-    return ca_path, cert_path, key_path
+    files = issue_certificate(tmp_path_factory.mktemp("tls"))
+    return files.ca, files.cert, files.key
 
 
 def tls_options(certificate: tuple[Path, Path, Path]) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""An Echo gRPC service served by caboose, two ways: connectrpc and a hand-written ASGI app."""

@@ -1,0 +1,48 @@
+"""What the gRPC battery sends and expects, shared by the grpcio and grpclib test modules."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from examples.grpc_echo import service
+
+pb = service.pb
+
+# A status message with non-ASCII text and a literal '%', which must be percent-encoded on the
+# wire (grpc-message) and arrive intact.
+ERROR_MESSAGE = "café: 100% sûr — ☕ / 東京"
+PERMISSION_DENIED = 7
+BIG = 4 << 20  # 4 MiB messages both ways
+MAX_MESSAGE = 16 << 20  # what the clients accept (grpcio's default is 4 MiB)
+# Custom metadata the Echo apps echo back as initial and as trailing metadata.
+METADATA = (("x-echo-plain", "caboose"), ("x-echo-blob-bin", b"\x00\x01\xfe\xff"))
+SEQUENTIAL = 5000
+CONCURRENT = 200
+# A cancellation reaches the handler "promptly": this long after the client gave up at most.
+PROMPT = 0.5
+
+
+def big_payload() -> bytes:
+    return bytes(range(256)) * (BIG // 256)
+
+
+def call_id() -> str:
+    return uuid.uuid4().hex
+
+
+def assert_cancelled_promptly(call_id: str, since: float) -> None:
+    """The Slow handler of ``call_id`` saw its cancellation within PROMPT of ``since``."""
+    deadline = time.monotonic() + 5
+    record = service.SLOW_CALLS.get(call_id)
+    while (record is None or record.ended is None) and time.monotonic() < deadline:
+        time.sleep(0.01)
+        record = service.SLOW_CALLS.get(call_id)
+    assert record is not None, "the Slow handler never ran"
+    assert record.outcome == "cancelled", record
+    assert record.ended is not None and record.ended - since < PROMPT, record.ended - since
+
+
+def echoed(metadata: object) -> list[tuple[str, object]]:
+    """The ``x-echo-*`` items of a metadata collection of (key, value) pairs."""
+    return [(k, v) for k, v in metadata if k.startswith(service.ECHO_PREFIX)]  # type: ignore[attr-defined]

@@ -1,0 +1,84 @@
+"""Debian's nginx as a gRPC reverse proxy in front of a test server, with a private prefix.
+
+Everything nginx writes (pid, logs, temp files) lives in a temporary folder; it listens on
+127.0.0.1 only and is stopped by the PID of the process we started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.serving import tool
+
+CONFIG = """
+daemon off;
+master_process on;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    client_max_body_size 0;
+    server {{
+        listen 127.0.0.1:{port} http2;
+        location / {{
+            grpc_pass {upstream};
+            grpc_read_timeout 60s;
+            grpc_send_timeout 60s;
+        }}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def grpc_proxy(prefix: Path, upstream: str) -> Iterator[int]:
+    """Run nginx with ``grpc_pass upstream`` (``grpc://127.0.0.1:PORT`` or ``grpcs://...``)
+    until the block ends; yields the port it listens on (h2c)."""
+    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    (prefix / "tmp").chmod(0o777)  # the worker may run as an unprivileged user
+    port = free_port()
+    config = prefix / "nginx.conf"
+    config.write_text(CONFIG.format(prefix=prefix, port=port, upstream=upstream))
+    args = [tool("nginx"), "-p", str(prefix), "-c", str(config), "-e", str(prefix / "error.log")]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, process, prefix / "error.log")
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            errors = log.read_text() if log.exists() else ""
+            raise RuntimeError(f"nginx exited with {process.returncode}: {errors}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nginx did not listen on 127.0.0.1:{port} within 10 s")
