@@ -31,6 +31,13 @@ def call_id() -> str:
     return uuid.uuid4().hex
 
 
+def wait_until_running(call_id: str) -> None:
+    deadline = time.monotonic() + 5
+    while call_id not in service.SLOW_CALLS:
+        assert time.monotonic() < deadline, "the Slow call never reached its handler"
+        time.sleep(0.01)
+
+
 def assert_cancelled_promptly(call_id: str, since: float) -> None:
     """The Slow handler of ``call_id`` saw its cancellation within PROMPT of ``since``."""
     deadline = time.monotonic() + 5

@@ -87,7 +87,8 @@ def test_error_status_with_non_ascii_message(stub: Any) -> None:
 
 
 @pytest.mark.parametrize("code", [3, 5, 8, 14, 16])
-def test_trailers_only_error_is_read_as_its_status(stub: Any, code: int) -> None:
+def test_error_statuses_are_read_as_themselves(stub: Any, code: int) -> None:
+    """Trailers-Only from the hand-written app, head + trailers from connectrpc (test_wire)."""
     error = status_of(stub.Fail, pb.FailRequest(code=code), timeout=10)
     assert error.code().value[0] == code  # not UNKNOWN (2)
 
@@ -111,18 +112,11 @@ def test_deadline_exceeded_reaches_the_handler(stub: Any) -> None:
 def test_client_cancel_reaches_the_handler(stub: Any) -> None:
     call_id = expect.call_id()
     future = stub.Slow.future(pb.SlowRequest(seconds=10, call_id=call_id), timeout=30)
-    wait_until_running(call_id)
+    expect.wait_until_running(call_id)
     assert future.cancel()
     cancelled = time.monotonic()
     assert future.cancelled()
     expect.assert_cancelled_promptly(call_id, cancelled)
-
-
-def wait_until_running(call_id: str) -> None:
-    deadline = time.monotonic() + 5
-    while call_id not in expect.service.SLOW_CALLS:
-        assert time.monotonic() < deadline, "the Slow call never reached its handler"
-        time.sleep(0.01)
 
 
 def test_200_concurrent_unary_calls_on_one_channel(stub: Any) -> None:

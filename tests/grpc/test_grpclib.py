@@ -115,7 +115,9 @@ def test_error_status_with_non_ascii_message(target: Target) -> None:
 
 
 @pytest.mark.parametrize("code", [3, 5, 8, 14, 16])
-def test_trailers_only_error_is_read_as_its_status(target: Target, code: int) -> None:
+def test_error_statuses_are_read_as_themselves(target: Target, code: int) -> None:
+    """Trailers-Only from the hand-written app, head + trailers from connectrpc (test_wire)."""
+
     async def body(stub: Any) -> GRPCError:
         return await status_of(stub.Fail(pb.FailRequest(code=code), timeout=10))
 
