@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint tools bench bench-core clean
+.PHONY: run grpc-example test lint tools bench bench-core clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 run: $(STAMP)
 	$(BIN)/caboose caboose.demo:app --host 127.0.0.1 --port 8000
+
+# The gRPC example (examples/grpc_echo): GRPC_APP=connect_app (connectrpc) or asgi_app.
+GRPC_APP ?= connect_app
+grpc-example: $(STAMP)
+	$(BIN)/caboose examples.grpc_echo.$(GRPC_APP):app --host 127.0.0.1 --port 50051
 
 # Debian tools the integration tests drive (curl, nghttp, h2load, nginx).
 tools:
