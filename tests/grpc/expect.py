@@ -19,6 +19,8 @@ MAX_MESSAGE = 16 << 20  # what the clients accept (grpcio's default is 4 MiB)
 METADATA = (("x-echo-plain", "caboose"), ("x-echo-blob-bin", b"\x00\x01\xfe\xff"))
 SEQUENTIAL = 5000
 CONCURRENT = 200
+# Pauses between calls around a 0.3 s idle timeout: before, at and after the server's GOAWAY.
+IDLE_PAUSES = (0.25, 0.29, 0.31, 0.35, 0.5, 0.28, 0.3, 0.32, 0.0)
 # A cancellation reaches the handler "promptly": this long after the client gave up at most.
 PROMPT = 0.5
 

@@ -12,9 +12,10 @@ from typing import Any
 import grpc
 import pytest
 
-from examples.grpc_echo import stubs
+from examples.grpc_echo import asgi_app, stubs
 from tests.grpc import expect
 from tests.grpc.conftest import DIRECT, PROXIED, Servers, Target, target_id
+from tests.serving import running
 
 pb = expect.pb
 pb_grpc: Any = stubs.load("echo_pb2_grpc")
@@ -170,3 +171,31 @@ def test_streams_of_many_threads_share_one_channel(stub: Any) -> None:
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(worker, range(32))) == [20_000] * 32
+
+
+def test_a_channel_outlives_idle_goaways() -> None:
+    """caboose closes an idle HTTP/2 connection after --timeout-keep-alive with GOAWAY
+    NO_ERROR; calls spaced around that moment all succeed on a reconnected channel."""
+    with (
+        running(asgi_app.app, timeout_keep_alive=0.3) as server,
+        grpc.insecure_channel(f"127.0.0.1:{server.port}") as chan,
+    ):
+        stub = pb_grpc.EchoStub(chan)
+        for pause in expect.IDLE_PAUSES:
+            assert stub.Unary(pb.EchoRequest(message="idle"), timeout=5).message == "idle"
+            time.sleep(pause)
+
+
+def test_a_call_in_flight_finishes_through_graceful_shutdown() -> None:
+    """Shutdown sends GOAWAY at once but lets the call that is running finish."""
+    with running(asgi_app.app) as server:
+        chan = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        call_id = expect.call_id()
+        future = pb_grpc.EchoStub(chan).Slow.future(
+            pb.SlowRequest(seconds=0.5, call_id=call_id), timeout=10
+        )
+        expect.wait_until_running(call_id)
+        server.request_exit()
+        assert future.result().message == "slept 0.5s"
+        chan.close()
+    assert expect.service.SLOW_CALLS[call_id].outcome == "finished"

@@ -17,9 +17,10 @@ from grpclib.config import Configuration
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from examples.grpc_echo import stubs
+from examples.grpc_echo import asgi_app, stubs
 from tests.grpc import expect
 from tests.grpc.conftest import DIRECT, Servers, Target, target_id
+from tests.serving import running
 
 pb = expect.pb
 pb_grpclib: Any = stubs.load("echo_grpc")
@@ -225,3 +226,15 @@ def test_metadata_echoed_as_initial_and_trailing(target: Target) -> None:
     initial, trailing = with_stub(target, body)
     assert expect.echoed(initial.items()) == list(expect.METADATA)
     assert expect.echoed(trailing.items()) == list(expect.METADATA)
+
+
+def test_a_channel_outlives_idle_goaways() -> None:
+    """As for grpcio: calls spaced around the idle GOAWAY all succeed."""
+
+    async def body(stub: Any) -> None:
+        for pause in expect.IDLE_PAUSES:
+            assert (await stub.Unary(pb.EchoRequest(message="idle"), timeout=5)).message == "idle"
+            await asyncio.sleep(pause)
+
+    with running(asgi_app.app, timeout_keep_alive=0.3) as server:
+        with_stub(Target("asgi", "h2c", server.port), body)
