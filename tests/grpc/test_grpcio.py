@@ -94,6 +94,13 @@ def test_error_statuses_are_read_as_themselves(stub: Any, code: int) -> None:
     assert error.code().value[0] == code  # not UNKNOWN (2)
 
 
+def test_a_compression_the_app_lacks_is_unimplemented(stub: Any) -> None:
+    """Neither app inflates deflate; each refuses the call with a status, never a hang."""
+    request = pb.EchoRequest(message="squeeze me " * 100)
+    error = status_of(stub.Unary, request, compression=grpc.Compression.Deflate, timeout=10)
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
 def test_4_mib_request_and_response(stub: Any) -> None:
     payload = expect.big_payload()
     reply = stub.Unary(pb.EchoRequest(payload=payload), timeout=30)
