@@ -1,11 +1,13 @@
-"""Benchmark driver: caboose against peer ASGI servers on the same hello-world app.
+"""Benchmark driver: caboose against peer ASGI servers on the same hello-world app (and, for
+gRPC, on the same Echo app).
 
 Run it through ``benchmarks/run.sh`` (or ``make bench``), which builds the separate benchmark venv
 and then executes this file with that venv's Python. Standard library only.
 
-A *scenario* is one kind of load: the servers to compare, the path to request, how to load one
-server, how to read the load tool's output, and how to tell that a server is up. A new one is one
-more ``Scenario`` in ``SCENARIOS``; nothing else has to change. By default ``make bench`` runs:
+A *scenario* is one kind of load: the servers to compare, the app they serve, the path to
+request, how to load one server, how to read the load tool's output, how to tell that a server
+is up, and what to prepare before the servers start. A new one is one more ``Scenario`` in
+``SCENARIOS``; nothing else has to change. By default ``make bench`` runs:
 
     h1        HTTP/1.1 keep-alive GET /, wrk -c64 (caboose, uvicorn, granian)
     h2-m10    HTTP/2 cleartext with prior knowledge, GET /, h2load -c10 -m10
@@ -18,6 +20,40 @@ The h2 scenarios compare caboose, uvicorn (its experimental HTTP/2: ``--http ztt
 running for BENCH_DURATION: uvicorn with zttp ends every connection after 4,096 streams, and
 h2load never reconnects, so only a run shorter than that measures its speed.
 
+Opt-in, gRPC (``BENCH_SCENARIOS=grpc-unary,grpc-stream``): every server runs the connectrpc Echo
+app of examples/grpc_echo (``examples.grpc_echo.connect_app:app``, service
+``caboose.echo.v1.Echo``) over h2c with prior knowledge, driven by benchmarks/grpc_load.py: the
+real grpcio client on ONE channel (one connection), run by the benchmark venv's Python and
+pinned like wrk and h2load. Its docstring says which grpcio API it uses and why.
+
+    grpc-unary          Unary calls/s, 50 calls in flight (BENCH_GRPC_CALLS); p99 per call
+    grpc-stream         ServerStream messages/s: 10 calls in flight (BENCH_GRPC_STREAMS), each
+                        asking for 1,000 messages with 100-byte payloads, one call after
+                        another; p99 of whole calls
+    grpc-unary-h2load   the same Unary request bytes from h2load -c1 -m50 (no grpcio)
+    grpc-stream-h2load  the same ServerStream request from h2load -c1 -m10, messages/s
+
+grpc_load.py counts a call that ends with any status but OK, or a stream that ends short, as an
+error. grpcio spends about as much CPU per unary call as a server does, and far more per
+streamed message, so on grpc-stream the client saturates its CPU first (around 100,000
+messages/s whatever the server, with the servers at 50-75% of theirs: see "load CPU" below) and
+the figures compare grpcio, not the servers. The -h2load twins send the same request bytes from
+h2load, which costs next to nothing per message, and so measure the servers; h2load sees HTTP
+status and bytes only, not grpc-status, so a call whose body carries less than the payload it
+asked for (a Trailers-Only error has none) counts as failed. Their request bodies are written to
+benchmarks/results/<scenario>.request before the servers start.
+
+gRPC servers: caboose, hypercorn (as for h2) and h2corn 2.x (Rust HTTP/2, Python app loop) with
+``--grpc`` (without it h2corn answers application/grpc with 415), ``--workers 1
+--runtime-threads 1`` (one process, one Tokio thread: the server gets one CPU, and the default 2
+threads measured no faster there), ``--loop uvloop`` and ``--no-access-log`` like the others; it
+has no log-level option. granian is left out: its ASGI offers no ``http.response.trailers``
+extension, and connectrpc answers every gRPC call UNKNOWN ("ASGI server does not support ASGI
+trailers extension") without it. Each server is ready once a grpcio Unary call comes back right.
+
+Every table has a "load CPU" column: the load tool's CPU time over the run, as a share of one
+CPU. Near 100% the tool, not the server, may be what sets the rate, and a note says so.
+
 Each server is started once per scenario, rounds are interleaved (round 1 = every server in turn,
 then round 2, ...) so that machine noise spreads evenly, and the median over rounds is reported.
 All traffic goes to 127.0.0.1 only. Servers are stopped by the process group this driver started,
@@ -25,12 +61,14 @@ on success, error, Ctrl-C or SIGTERM alike.
 
 Environment knobs (all optional):
 
-    BENCH_DURATION=5         seconds per measured load run (h1, h2-m10, h2-m100, h2-1mib)
+    BENCH_DURATION=5         seconds per measured load run (all but h2-m10-4k, h2-m100-4k)
     BENCH_ROUNDS=3           measured rounds per server
     BENCH_WARMUP=1           seconds of unmeasured load per server before round 1 (0: none; a
                              scenario bounded by a request count warms up with one full run)
     BENCH_CONNECTIONS=64     concurrent connections of wrk (h1)
     BENCH_H2_CONNECTIONS=10  concurrent connections of h2load (h2-*)
+    BENCH_GRPC_CALLS=50      unary calls in flight on the one connection (grpc-unary*)
+    BENCH_GRPC_STREAMS=10    server-streaming calls in flight on it (grpc-stream*)
     BENCH_PIN=1|0            pin server to BENCH_SERVER_CPU and the load tool to BENCH_LOAD_CPU
                              (default: on when taskset exists and there are 2+ CPUs)
     BENCH_SERVER_CPU=0, BENCH_LOAD_CPU=1
@@ -63,6 +101,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -102,6 +141,11 @@ class Measurement:
     # to rps unless connections ended before the run did.
     connected_rps: float | None = None
     lost_connections: bool = False  # the server closed connections before the run ended
+    body_bytes: int | None = None  # h2load: response body (DATA payload) bytes received
+    # The load tool's CPU seconds per second of run: near 1.0 the tool, not the server, may be
+    # what limits the rate. grpc_load.py reports it over its measured window; for the other
+    # tools it is their rusage over the whole run.
+    load_cpu_share: float | None = None
 
 
 _UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -186,7 +230,44 @@ def parse_h2load(out: str) -> Measurement:
         lost_connections=bool(
             errored and connected and connected > LOST_CONNECTION_SLACK * total_rps
         ),
+        body_bytes=int(data[1]) if data else None,
     )
+
+
+def parse_h2load_grpc(messages: int, payload: int) -> Callable[[str], Measurement]:
+    """parse_h2load for gRPC calls answered by ``messages`` messages of ``payload`` bytes each:
+    the rate becomes messages/s, and, since h2load cannot read grpc-status, every call that the
+    received bytes cannot have carried in full counts as failed."""
+
+    def parse(out: str) -> Measurement:
+        m = parse_h2load(out)
+        if m.requests and m.body_bytes is not None:
+            m.errors += m.requests - min(m.requests, m.body_bytes // (messages * payload))
+        m.rps *= messages
+        if m.connected_rps is not None:
+            m.connected_rps *= messages
+        return m
+
+    return parse
+
+
+def parse_grpc_load(out: str) -> Measurement:
+    """Read the JSON line of benchmarks/grpc_load.py (its docstring lists the fields)."""
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if not lines:
+        raise ValueError("no JSON line in grpc_load.py output")
+    try:
+        r = json.loads(lines[-1])
+        return Measurement(
+            rps=float(r["rate"]),
+            p99_ms=r["latency_ms"].get("p99"),
+            requests=int(r["calls"]) + int(r["errors"]),
+            errors=int(r["errors"]),
+            latency_ms=r["latency_ms"],
+            load_cpu_share=float(r["load_cpu_share"]),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"unreadable grpc_load.py result: {exc!r}") from None
 
 
 # --------------------------------------------------------------------------- readiness probes
@@ -316,6 +397,54 @@ def probe_h2c(port: int, timeout: float, path: str, expected: bytes) -> str | No
     return None
 
 
+GRPC_LOAD = HERE / "grpc_load.py"
+
+
+def _grpc_load(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run grpc_load.py with this (the benchmark venv's) Python, from the project root."""
+    return subprocess.run(
+        [sys.executable, str(GRPC_LOAD), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _last_line(done: subprocess.CompletedProcess[str]) -> str:
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[-1] if lines else f"exit status {done.returncode}"
+
+
+def probe_grpc(port: int, timeout: float, path: str, expected: bytes) -> str | None:
+    """One real gRPC Unary call from grpcio (``grpc_load.py probe``): a server is up when the Echo
+    service answers right, not when it accepts connections. ``path`` and ``expected`` are the
+    HTTP probes' and unused. Each probe is a new process (~0.5 s to import grpc): bench.py itself
+    stays standard library only."""
+    url = f"http://{HOST}:{port}/"
+    try:
+        done = _grpc_load("probe", url, "--timeout", f"{timeout:g}", timeout=timeout + 30)
+    except subprocess.TimeoutExpired:
+        return "grpc_load.py probe did not finish"
+    return None if done.returncode == 0 else _last_line(done)
+
+
+def prepare_grpc(*args: str) -> Callable[[], str | None]:
+    """A scenario's preparation: ``grpc_load.py stubs`` generates the Echo stubs before any
+    server imports the app, so no two processes run protoc into examples/grpc_echo/gen at once;
+    ``grpc_load.py request ...`` does that and writes a request body for h2load."""
+
+    def prepare() -> str | None:
+        try:
+            done = _grpc_load(*args, timeout=120)
+        except subprocess.TimeoutExpired:
+            return f"grpc_load.py {args[0]} did not finish within 120s"
+        return None if done.returncode == 0 else _last_line(done)
+
+    return prepare
+
+
 # --------------------------------------------------------------------------- scenarios
 
 
@@ -323,15 +452,15 @@ def probe_h2c(port: int, timeout: float, path: str, expected: bytes) -> str | No
 class Server:
     name: str
     # Command line, split on whitespace, each word formatted with {bin} (the benchmark venv's
-    # bin directory), {here} (this directory), {host}, {port} and {app}.
+    # bin directory), {here} (this directory), {host}, {port} and {app} (the scenario's).
     command: str
     # Modules the server needs for this scenario; when one is missing the server is "n/a" (it
     # cannot serve the protocol at all), not "failed".
     needs: tuple[str, ...] = ()
 
-    def argv(self, port: int) -> list[str]:
+    def argv(self, port: int, app: str) -> list[str]:
         return [
-            w.format(bin=VENV_BIN, host=HOST, port=port, app=APP, here=HERE)
+            w.format(bin=VENV_BIN, host=HOST, port=port, app=app, here=HERE)
             for w in self.command.split()
         ]
 
@@ -352,7 +481,8 @@ class Scenario:
     description: str
     tool: str  # executable the load command needs
     # Load command, split on whitespace, each word formatted with {duration} (seconds),
-    # {connections}, {requests} (requests_per_connection x connections) and {url}.
+    # {connections}, {requests} (requests_per_connection x connections), {url}, {python} (the
+    # benchmark venv's), {here} (this directory) and {results} (benchmarks/results).
     load: str
     parse: Callable[[str], Measurement]  # load tool output -> Measurement (ValueError if unread)
     # (port, timeout, path, expected body) -> None if served right
@@ -364,11 +494,18 @@ class Scenario:
     latency: str = "p99"  # the latency figure reported: "p99" (wrk) or "mean" (h2load)
     throughput: bool = False  # report body MiB/s next to req/s
     requests_per_connection: int | None = None  # a run is this many requests, not a duration
+    app: str = APP  # what every server serves, as MODULE:ATTRIBUTE from the project root
+    unit: str = "req/s"  # what the rate counts
+    concurrency: str = "connections"  # what {connections} counts, for the log and the table
+    prepare: Callable[[], str | None] | None = None  # run once before the servers; error or None
 
     def load_argv(self, url: str, duration: int, connections: int) -> list[str]:
         requests = (self.requests_per_connection or 0) * connections
+        words = {"python": sys.executable, "here": HERE, "results": RESULTS}
         return [
-            w.format(url=url, duration=duration, connections=connections, requests=requests)
+            w.format(
+                url=url, duration=duration, connections=connections, requests=requests, **words
+            )
             for w in self.load.split()
         ]
 
@@ -411,6 +548,22 @@ HYPERCORN = Server(
 )
 H2_SERVERS = (CABOOSE, UVICORN_H2, HYPERCORN, GRANIAN_H2)
 H2LOAD = "h2load -t1 -c{connections}"
+# See the module docstring for why these flags, and why granian serves no gRPC scenario.
+H2CORN = Server(
+    "h2corn",
+    "{bin}/h2corn {app} --bind {host}:{port} --workers 1 --runtime-threads 1 --loop uvloop"
+    " --no-access-log --grpc",
+)
+GRPC_SERVERS = (CABOOSE, HYPERCORN, H2CORN)
+GRPC_APP = "examples.grpc_echo.connect_app:app"
+UNARY_PAYLOAD = 16  # bytes of payload in each Unary request, echoed back
+STREAM_PAYLOAD = 100  # bytes of payload in each streamed message
+STREAM_MESSAGES = 1000  # messages each ServerStream call asks for
+UNARY_ARGS = f"unary --payload {UNARY_PAYLOAD}"
+STREAM_ARGS = f"stream --payload {STREAM_PAYLOAD} --count {STREAM_MESSAGES}"
+GRPC_H2LOAD = (
+    "h2load -t1 -c1 -m{connections} -D{duration} -H content-type:application/grpc -H te:trailers"
+)
 
 
 def _h2(name: str, description: str, load: str, **kw: Any) -> Scenario:
@@ -425,6 +578,42 @@ def _h2(name: str, description: str, load: str, **kw: Any) -> Scenario:
         connections_knob="BENCH_H2_CONNECTIONS",
         latency="mean",
         **kw,
+    )
+
+
+def _grpc(name: str, description: str, rpc: str, stream: bool, h2load: bool) -> Scenario:
+    """A gRPC scenario: ``rpc`` (grpc_load.py's arguments for the call) from grpcio, or, with
+    ``h2load``, the same request body, written by grpc_load.py beforehand, from h2load."""
+    request = RESULTS / f"{name}.request"
+    common: dict[str, Any] = {
+        "description": f"gRPC on h2c, {description}",
+        "probe": probe_grpc,
+        "servers": GRPC_SERVERS,
+        "app": GRPC_APP,
+        "connections_knob": "BENCH_GRPC_STREAMS" if stream else "BENCH_GRPC_CALLS",
+        "concurrency": ("streams" if stream else "calls") + " in flight on one connection",
+        "unit": "messages/s" if stream else "calls/s",
+    }
+    if h2load:
+        messages, payload = (STREAM_MESSAGES, STREAM_PAYLOAD) if stream else (1, UNARY_PAYLOAD)
+        return Scenario(
+            name=name,
+            tool="h2load",
+            load=f"{GRPC_H2LOAD} -d {request} {{url}}",
+            parse=parse_h2load_grpc(messages, payload),
+            path=f"/caboose.echo.v1.Echo/{'ServerStream' if stream else 'Unary'}",
+            latency="mean",
+            prepare=prepare_grpc("request", str(request), *rpc.split()),
+            **common,
+        )
+    return Scenario(
+        name=name,
+        tool=sys.executable,
+        load=f"{{python}} {{here}}/grpc_load.py {rpc} {{url}} --duration {{duration}}"
+        " --concurrency {connections}",
+        parse=parse_grpc_load,
+        prepare=prepare_grpc("stubs"),
+        **common,
     )
 
 
@@ -464,6 +653,23 @@ SCENARIOS: dict[str, Scenario] = {
             "GET / (13 bytes), 100 streams/connection, 4,000 requests/connection",
             "-m100 -n{requests}",
             requests_per_connection=4000,
+        ),
+        # Opt-in: gRPC on the Echo app, from grpcio and, the same requests, from h2load.
+        _grpc("grpc-unary", "Unary, grpcio", UNARY_ARGS, stream=False, h2load=False),
+        _grpc(
+            "grpc-stream",
+            f"ServerStream of {STREAM_MESSAGES:,} messages, grpcio",
+            STREAM_ARGS,
+            stream=True,
+            h2load=False,
+        ),
+        _grpc("grpc-unary-h2load", "Unary, h2load", UNARY_ARGS, stream=False, h2load=True),
+        _grpc(
+            "grpc-stream-h2load",
+            f"ServerStream of {STREAM_MESSAGES:,} messages, h2load",
+            STREAM_ARGS,
+            stream=True,
+            h2load=True,
         ),
     )
 }
@@ -528,6 +734,8 @@ def load_config() -> Config:
         connections={
             "BENCH_CONNECTIONS": _env_int("BENCH_CONNECTIONS", 64, 1),
             "BENCH_H2_CONNECTIONS": _env_int("BENCH_H2_CONNECTIONS", 10, 1),
+            "BENCH_GRPC_CALLS": _env_int("BENCH_GRPC_CALLS", 50, 1),
+            "BENCH_GRPC_STREAMS": _env_int("BENCH_GRPC_STREAMS", 10, 1),
         },
         pin=pin,
         server_cpu=os.environ.get("BENCH_SERVER_CPU", "0"),
@@ -587,7 +795,7 @@ def start(
     """Start one server and wait until it answers. Its Running goes into ``started`` before the
     process exists, so an interrupt at any point still finds it there to stop."""
     port = free_port()
-    argv = server.argv(port)
+    argv = server.argv(port, scenario.app)
     if cfg.pin:
         argv = ["taskset", "-c", cfg.server_cpu, *argv]
     run = Running(server=server, port=port, argv=argv, log_path=log_path)
@@ -690,17 +898,29 @@ def load_once(
         argv = ["taskset", "-c", cfg.load_cpu, *argv]
     # A run bounded by a request count ends when the slowest server has answered them all.
     limit = 300 if scenario.requests_per_connection else duration + 60
+    cpu0, t0 = _children_cpu(), time.monotonic()
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, check=False)
     except subprocess.TimeoutExpired:
         return None, f"{scenario.tool} did not finish within {limit}s"
+    cpu, wall = _children_cpu() - cpu0, time.monotonic() - t0
     out = done.stdout + done.stderr
     if done.returncode != 0:
         return None, f"{scenario.tool} exited with status {done.returncode}: {out.strip()[-300:]}"
     try:
-        return scenario.parse(done.stdout), out
+        m = scenario.parse(done.stdout)
     except ValueError as exc:
         return None, f"{exc}: {out.strip()[-300:]}"
+    if m.load_cpu_share is None and wall > 0:  # grpc_load.py measures its own window
+        m.load_cpu_share = cpu / wall
+    return m, out
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the finished child processes: after a load run, the load tool's share of
+    its CPU says whether the tool, rather than the server, may have been the limit."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _fmt_ms(value: float | None) -> str:
@@ -762,6 +982,7 @@ def summarize(runs: list[Running], scenario: Scenario) -> dict[str, dict[str, An
             "median_latency_ms": _median(good, "latency_ms", scenario.latency),
             "latency": scenario.latency,
             "median_mib_per_s": _median(good, "mib_per_s"),
+            "median_load_cpu_share": _median(good, "load_cpu_share"),
             # Runs left out because connections ended early: what the server did while connected.
             "median_connected_rps": _median(lost, "connected_rps"),
             "rounds_ok": len(good),
@@ -775,12 +996,17 @@ def _ratio(base: float | None, peer: float | None) -> str:
     return "n/a" if base is None or not peer else f"{base / peer:.2f}x"
 
 
+# A load tool busy this share of its CPU or more may be what limits the rate, not the server.
+LOAD_CPU_SATURATED = 0.90
+
+
 def table(summary: dict[str, dict[str, Any]], scenario: Scenario) -> str:
     base = summary.get(BASELINE, {})
-    head = ["server", "req/s (median)", f"{scenario.latency} latency (median)"]
+    unit = scenario.unit
+    head = ["server", f"{unit} (median)", f"{scenario.latency} latency (median)"]
     if scenario.throughput:
         head += ["body MiB/s (median)", "caboose/peer (MiB/s)"]
-    head.append("caboose/peer (req/s)")
+    head += [f"caboose/peer ({unit})", "load CPU (median)"]
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
     for name, s in summary.items():
         rps = s["median_rps"]
@@ -798,6 +1024,8 @@ def table(summary: dict[str, dict[str, Any]], scenario: Scenario) -> str:
                 "baseline" if name == BASELINE else _ratio(base.get("median_mib_per_s"), mib)
             )
         row.append("baseline" if name == BASELINE else _ratio(base.get("median_rps"), rps))
+        cpu = s.get("median_load_cpu_share")
+        row.append("n/a" if cpu is None else f"{cpu:.0%}")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -842,6 +1070,11 @@ def environment(scenario: Scenario) -> dict[str, Any]:
                 "httptools",
                 "zttp",
                 "h2",
+                "h2corn",
+                "grpcio",
+                "grpcio-tools",
+                "protobuf",
+                "connectrpc",
             )
         },
     }
@@ -881,6 +1114,10 @@ def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, boo
     if shutil.which(scenario.tool) is None:
         log(f"{scenario.name}: {scenario.tool} is not installed; skipping the scenario")
         return False, False
+    problem = scenario.prepare() if scenario.prepare else None
+    if problem:
+        log(f"{scenario.name}: preparing failed ({problem}); skipping the scenario")
+        return False, False
     logs = RESULTS / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.UTC)
@@ -889,7 +1126,7 @@ def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, boo
     length = scenario.run_length(cfg.duration, connections)
     log(
         f"{scenario.name}: {scenario.description}; {cfg.rounds} round(s) x {length}, "
-        f"{connections} connections, pinned={cfg.pin}"
+        f"{connections} {scenario.concurrency}, pinned={cfg.pin}"
     )
     runs: list[Running] = []
     interrupted = False
@@ -926,16 +1163,19 @@ def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, boo
                             mib_per_s=m.mib_per_s,
                             connected_rps=m.connected_rps,
                             lost_connections=m.lost_connections,
+                            load_cpu_share=m.load_cpu_share,
                         )
                         problem = invalid_reason(m)
                         if problem:
                             record["invalid"] = problem
                         lat = m.latency_ms.get(scenario.latency)
                         note = f", {m.mib_per_s:,.1f} MiB/s" if scenario.throughput else ""
+                        if m.load_cpu_share is not None:
+                            note += f", load CPU {m.load_cpu_share:.0%}"
                         note += f", {m.errors} errors" if m.errors else ""
                         note += f" -- INVALID: {problem}" if problem else ""
                         log(
-                            f"round {rnd} {run.server.name}: {m.rps:,.0f} req/s, "
+                            f"round {rnd} {run.server.name}: {m.rps:,.0f} {scenario.unit}, "
                             f"{scenario.latency} {_fmt_ms(lat)}{note}"
                         )
                     run.runs.append(record)
@@ -968,7 +1208,7 @@ def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, boo
     )
     print(
         f"`{command}`"
-        f"; {cfg.rounds} round(s) x {length}, {connections} connections, "
+        f"; {cfg.rounds} round(s) x {length}, {connections} {scenario.concurrency}, "
         f"median over rounds; {pinning}\n"
     )
     print(text)
@@ -981,6 +1221,12 @@ def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, boo
                 print(f"\n- {name}: {skipped} of {info['rounds_run']} rounds invalid, left out")
             if info["errors"]:
                 print(f"\n- {name}: {info['errors']} socket errors or failed responses counted")
+            cpu = info.get("median_load_cpu_share")
+            if cpu is not None and cpu >= LOAD_CPU_SATURATED:
+                print(
+                    f"\n- {name}: the load tool used {cpu:.0%} of its CPU: the rate may be the"
+                    " client's limit, not the server's"
+                )
     print(flush=True)
 
     result = {
@@ -1001,7 +1247,7 @@ def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, boo
             "load_cpu": cfg.load_cpu if cfg.pin else None,
             "load_command": scenario.load,
             "path": scenario.path,
-            "app": APP,
+            "app": scenario.app,
             "host": HOST,
         },
         "environment": environment(scenario),

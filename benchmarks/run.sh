@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Benchmark caboose against peer ASGI servers on benchmarks/hello.py:app: HTTP/1.1 with wrk
 # (uvicorn, granian) and HTTP/2 cleartext with h2load (uvicorn's experimental HTTP/2, hypercorn,
-# granian).
+# granian); opt-in, gRPC on examples/grpc_echo's connectrpc app (hypercorn, h2corn) with the
+# grpcio client (benchmarks/grpc_load.py) and with h2load.
 #
 #   bash benchmarks/run.sh                      # or: make bench (h1,h2-m10,h2-m100,h2-1mib)
 #   BENCH_DURATION=3 BENCH_ROUNDS=1 bash benchmarks/run.sh
 #   BENCH_SERVERS=caboose,uvicorn bash benchmarks/run.sh
 #   BENCH_SCENARIOS=h2-m10,h2-1mib bash benchmarks/run.sh
+#   BENCH_SCENARIOS=grpc-unary,grpc-stream bash benchmarks/run.sh
 #
 # Builds benchmarks/.venv (separate from the dev venv) with the peer servers and an editable
 # caboose, installs Debian's wrk and h2load (nghttp2-client) when missing, then hands over to
@@ -19,7 +21,10 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 VENV="$HERE/.venv"
 PY="${PYTHON:-python3}"
-PEERS=("uvicorn[standard]" granian hypercorn)
+PEERS=("uvicorn[standard]" granian hypercorn h2corn)
+# The gRPC scenarios: the grpcio client (benchmarks/grpc_load.py) and the connectrpc Echo app,
+# whose stubs examples/grpc_echo/stubs.py generates with grpcio-tools and both protoc plugins.
+GRPC=(grpcio grpcio-tools protobuf connectrpc protoc-gen-connectrpc grpclib)
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 
@@ -34,12 +39,12 @@ fi
 # shows as "n/a" in the HTTP/2 tables.
 OPTIONAL=(zttp)
 
-# Re-install the peers when this list changes, not on every run.
+# Re-install the peers when these lists change, not on every run.
 peers_stamp="$VENV/.peers-installed"
-if [ ! -f "$peers_stamp" ] || [ "$(cat "$peers_stamp")" != "${PEERS[*]}" ]; then
-    say "installing ${PEERS[*]}"
-    "$VENV/bin/pip" install -q "${PEERS[@]}"
-    printf '%s' "${PEERS[*]}" >"$peers_stamp"
+if [ ! -f "$peers_stamp" ] || [ "$(cat "$peers_stamp")" != "${PEERS[*]} ${GRPC[*]}" ]; then
+    say "installing ${PEERS[*]} ${GRPC[*]}"
+    "$VENV/bin/pip" install -q "${PEERS[@]}" "${GRPC[@]}"
+    printf '%s' "${PEERS[*]} ${GRPC[*]}" >"$peers_stamp"
 fi
 optional_stamp="$VENV/.optional-tried"
 if [ ! -f "$optional_stamp" ] || [ "$(cat "$optional_stamp")" != "${OPTIONAL[*]}" ]; then
@@ -74,7 +79,9 @@ apt_install() { # package...
     fi
 }
 command -v wrk >/dev/null || { say "installing wrk"; apt_install wrk; }
-if [[ ",${BENCH_SCENARIOS:-h2}" == *",h2"* ]] && ! command -v h2load >/dev/null; then
+# h2load serves the h2-* scenarios and the grpc-*-h2load ones.
+wanted=",${BENCH_SCENARIOS:-h2}"
+if [[ $wanted == *,h2* || $wanted == *-h2load* ]] && ! command -v h2load >/dev/null; then
     say "installing h2load (nghttp2-client)"
     apt_install nghttp2-client
 fi
