@@ -49,7 +49,10 @@ gRPC servers: caboose, hypercorn (as for h2) and h2corn 2.x (Rust HTTP/2, Python
 threads measured no faster there), ``--loop uvloop`` and ``--no-access-log`` like the others; it
 has no log-level option. granian is left out: its ASGI offers no ``http.response.trailers``
 extension, and connectrpc answers every gRPC call UNKNOWN ("ASGI server does not support ASGI
-trailers extension") without it. Each server is ready once a grpcio Unary call comes back right.
+trailers extension") without it. ``grpcio`` is no ASGI server but the reference point: grpcio's
+own asyncio server (Google's C core for HTTP/2) with the same service implemented as a grpcio
+servicer (examples/grpc_echo/grpcio_server.py). Each server is ready once a grpcio Unary call
+comes back right.
 
 Every table has a "load CPU" column: the load tool's CPU time over the run, as a share of one
 CPU. Near 100% the tool, not the server, may be what sets the rate, and a note says so.
@@ -554,7 +557,11 @@ H2CORN = Server(
     "{bin}/h2corn {app} --bind {host}:{port} --workers 1 --runtime-threads 1 --loop uvloop"
     " --no-access-log --grpc",
 )
-GRPC_SERVERS = (CABOOSE, HYPERCORN, H2CORN)
+# Not an ASGI server: grpcio's own asyncio server with the same service (a reference point).
+GRPCIO = Server(
+    "grpcio", "{bin}/python -m examples.grpc_echo.grpcio_server --host {host} --port {port}"
+)
+GRPC_SERVERS = (CABOOSE, HYPERCORN, H2CORN, GRPCIO)
 GRPC_APP = "examples.grpc_echo.connect_app:app"
 UNARY_PAYLOAD = 16  # bytes of payload in each Unary request, echoed back
 STREAM_PAYLOAD = 100  # bytes of payload in each streamed message

@@ -9,10 +9,13 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from caboose.config import Config
 from caboose.server import Server
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 
 @contextlib.contextmanager
