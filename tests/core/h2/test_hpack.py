@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +19,9 @@ from caboose.core.h2.hpack import (
 )
 from caboose.core.h2.hpack_tables import STATIC_TABLE
 from caboose.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from tests.testdata import RFC7541
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "rfc7541"
+DATA = RFC7541
 APPENDIX_C: dict[str, Any] = json.loads((DATA / "appendix_c.json").read_text())
 
 

@@ -10,8 +10,9 @@ import hpack
 import pytest
 
 from caboose.core.h2.hpack import Decoder, Encoder
+from tests.testdata import hpack_test_case
 
-STORIES = Path(__file__).resolve().parents[4] / "shared" / "data" / "hpack-test-case"
+STORIES = hpack_test_case()
 ENCODED = sorted(
     path
     for folder in STORIES.iterdir()

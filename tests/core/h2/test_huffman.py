@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,8 +9,9 @@ from hypothesis import strategies as st
 from caboose.core.h2 import huffman
 from caboose.core.h2.hpack_tables import HUFFMAN_CODES
 from caboose.errors import ErrorCode, RemoteProtocolError
+from tests.testdata import RFC7541
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "rfc7541"
+DATA = RFC7541
 
 
 def _bits(text: str) -> bytes:
