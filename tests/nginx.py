@@ -30,6 +30,9 @@ http {{
     uwsgi_temp_path {prefix}/tmp/uwsgi;
     scgi_temp_path {prefix}/tmp/scgi;
     client_max_body_size 0;
+    # nginx ends a client connection after 1,000 requests by default (GOAWAY); a gRPC channel
+    # lives longer, and grpclib fails the call in flight instead of retrying it.
+    keepalive_requests 1000000;
     server {{
         listen 127.0.0.1:{port} http2;
         location / {{

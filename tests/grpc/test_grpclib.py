@@ -1,6 +1,6 @@
 """The gRPC battery driven by grpclib (a pure-Python asyncio client on the ``h2`` library),
-against both Echo apps over h2c and TLS (ALPN h2): a second client that shares no code with
-grpcio, so a quirk of one cannot hide a defect."""
+against both Echo apps over h2c, TLS (ALPN h2) and nginx ``grpc_pass``: a second client that
+shares no code with grpcio, so a quirk of one cannot hide a defect."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from grpclib.exceptions import GRPCError
 
 from examples.grpc_echo import asgi_app, stubs
 from tests.grpc import expect
-from tests.grpc.conftest import DIRECT, Servers, Target, target_id
+from tests.grpc.conftest import DIRECT, PROXIED, Servers, Target, target_id
 from tests.serving import running
 
 pb = expect.pb
@@ -32,7 +32,7 @@ T = TypeVar("T")
 CONFIG = Configuration(http2_connection_window_size=16 << 20, http2_stream_window_size=1 << 20)
 
 
-@pytest.fixture(params=DIRECT, ids=target_id)
+@pytest.fixture(params=DIRECT + PROXIED, ids=target_id)
 def target(request: pytest.FixtureRequest, servers: Servers) -> Target:
     return servers.get(*request.param)
 
