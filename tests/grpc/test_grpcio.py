@@ -128,8 +128,11 @@ def test_client_cancel_reaches_the_handler(stub: Any) -> None:
 
 
 def test_200_concurrent_unary_calls_on_one_channel(stub: Any) -> None:
-    futures = [stub.Unary.future(pb.EchoRequest(message=str(i)), timeout=30) for i in range(200)]
-    assert [f.result().message for f in futures] == [str(i) for i in range(200)]
+    futures = [
+        stub.Unary.future(pb.EchoRequest(message=str(i)), timeout=30)
+        for i in range(expect.CONCURRENT)
+    ]
+    assert [f.result().message for f in futures] == [str(i) for i in range(expect.CONCURRENT)]
 
 
 def test_5000_sequential_unary_calls_on_one_channel(stub: Any) -> None:

@@ -169,10 +169,12 @@ def test_client_cancel_reaches_the_handler(target: Target) -> None:
 
 def test_200_concurrent_unary_calls_on_one_channel(target: Target) -> None:
     async def body(stub: Any) -> list[str]:
-        calls = [stub.Unary(pb.EchoRequest(message=str(i)), timeout=30) for i in range(200)]
+        calls = [
+            stub.Unary(pb.EchoRequest(message=str(i)), timeout=30) for i in range(expect.CONCURRENT)
+        ]
         return [reply.message for reply in await asyncio.gather(*calls)]
 
-    assert with_stub(target, body) == [str(i) for i in range(200)]
+    assert with_stub(target, body) == [str(i) for i in range(expect.CONCURRENT)]
 
 
 def test_5000_sequential_unary_calls_on_one_channel(target: Target) -> None:
