@@ -14,6 +14,7 @@ pb = service.pb
 ERROR_MESSAGE = "café: 100% sûr — ☕ / 東京"
 PERMISSION_DENIED = 7
 BIG = 4 << 20  # 4 MiB messages both ways
+BIG_ROUND_TRIPS = 8  # bidi round trips of 1 MiB each way
 MAX_MESSAGE = 16 << 20  # what the clients accept (grpcio's default is 4 MiB)
 # Custom metadata the Echo apps echo back as initial and as trailing metadata.
 METADATA = (("x-echo-plain", "caboose"), ("x-echo-blob-bin", b"\x00\x01\xfe\xff"))

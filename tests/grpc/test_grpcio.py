@@ -80,6 +80,27 @@ def test_bidi_100_round_trips(stub: Any) -> None:
     assert list(replies) == []
 
 
+def test_bidi_with_1_mib_messages_both_ways(stub: Any) -> None:
+    """Big messages in both directions at once: each side's window is credited as the other
+    consumes, so neither stalls."""
+    chunk = expect.big_payload()[: 1 << 20]
+    outbox: queue.Queue[Any] = queue.Queue()
+    replies = stub.Bidi(iter(outbox.get, None), timeout=30)
+    for i in range(expect.BIG_ROUND_TRIPS):
+        outbox.put(pb.EchoRequest(message=str(i), payload=chunk))
+        reply = next(replies)
+        assert (reply.message, reply.payload) == (str(i), chunk)
+    outbox.put(None)
+    assert list(replies) == []
+
+
+def test_client_stream_upload_of_32_mib(stub: Any) -> None:
+    """Far more than every receive window: the upload goes on as the app reads."""
+    chunk = b"u" * (1 << 20)
+    requests = (pb.EchoRequest(payload=chunk) for _ in range(32))
+    assert stub.ClientStream(requests, timeout=60).index == 32 << 20
+
+
 def test_error_status_with_non_ascii_message(stub: Any) -> None:
     request = pb.FailRequest(code=expect.PERMISSION_DENIED, message=expect.ERROR_MESSAGE)
     error = status_of(stub.Fail, request, timeout=10)

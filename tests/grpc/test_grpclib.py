@@ -106,6 +106,35 @@ def test_bidi_100_round_trips(target: Target) -> None:
     assert with_stub(target, body) == [(f"ping {i}", i) for i in range(100)]
 
 
+def test_bidi_with_1_mib_messages_both_ways(target: Target) -> None:
+    chunk = expect.big_payload()[: 1 << 20]
+
+    async def body(stub: Any) -> int:
+        async with stub.Bidi.open(timeout=30) as stream:
+            for i in range(expect.BIG_ROUND_TRIPS):
+                await stream.send_message(pb.EchoRequest(message=str(i), payload=chunk))
+                reply = await stream.recv_message()
+                assert (reply.message, reply.payload) == (str(i), chunk)
+            await stream.end()
+            assert await stream.recv_message() is None
+        return expect.BIG_ROUND_TRIPS
+
+    assert with_stub(target, body) == expect.BIG_ROUND_TRIPS
+
+
+def test_client_stream_upload_of_32_mib(target: Target) -> None:
+    chunk = b"u" * (1 << 20)
+
+    async def body(stub: Any) -> Any:
+        async with stub.ClientStream.open(timeout=60) as stream:
+            for _ in range(32):
+                await stream.send_message(pb.EchoRequest(payload=chunk))
+            await stream.end()
+            return await stream.recv_message()
+
+    assert with_stub(target, body).index == 32 << 20
+
+
 def test_error_status_with_non_ascii_message(target: Target) -> None:
     async def body(stub: Any) -> GRPCError:
         request = pb.FailRequest(code=expect.PERMISSION_DENIED, message=expect.ERROR_MESSAGE)
