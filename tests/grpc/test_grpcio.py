@@ -230,3 +230,18 @@ def test_a_call_in_flight_finishes_through_graceful_shutdown() -> None:
         assert future.result().message == "slept 0.5s"
         chan.close()
     assert expect.service.SLOW_CALLS[call_id].outcome == "finished"
+
+
+def test_a_call_over_the_concurrency_limit_is_unavailable() -> None:
+    """--limit-concurrency answers 503, which gRPC clients read as UNAVAILABLE (retryable)."""
+    with (
+        running(asgi_app.app, limit_concurrency=1) as server,
+        grpc.insecure_channel(f"127.0.0.1:{server.port}") as chan,
+    ):
+        stub = pb_grpc.EchoStub(chan)
+        call_id = expect.call_id()
+        busy = stub.Slow.future(pb.SlowRequest(seconds=0.5, call_id=call_id), timeout=10)
+        expect.wait_until_running(call_id)
+        error = status_of(stub.Unary, pb.EchoRequest(message="over"), timeout=10)
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert busy.result().message == "slept 0.5s"
