@@ -70,6 +70,17 @@ def _fields(raw: Iterable[Any]) -> Headers:
     return [(bytes(name), bytes(value)) for name, value in raw]
 
 
+# Writes that outlive the task that made them (a 500 for a cancelled app); held here so that
+# they are not collected before they finish.
+_BACKGROUND: set[asyncio.Future[None]] = set()
+
+
+def _finish_in_background(waiter: Awaitable[None]) -> None:
+    task = asyncio.ensure_future(waiter)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
 class HTTPStream:
     """One request/response exchange as seen by an ASGI application."""
 
@@ -216,7 +227,9 @@ class HTTPStream:
         elif kind == "http.response.start":
             self._start(message)
         elif kind == "http.response.trailers":
-            self._send_trailers(message)
+            waiter = self._send_trailers(message)
+            if waiter is not None:
+                await waiter
         elif kind == "http.response.early_hint":
             self._early_hint(message)
         elif kind == "http.response.pathsend":
@@ -314,7 +327,7 @@ class HTTPStream:
         if waiter is not None:
             await waiter
 
-    def _send_trailers(self, message: Message) -> None:
+    def _send_trailers(self, message: Message) -> Awaitable[None] | None:
         if self.state in (ResponseState.START, ResponseState.DONE):
             raise RuntimeError(self._misplaced("http.response.trailers"))
         if not self._trailers_expected:
@@ -328,44 +341,47 @@ class HTTPStream:
         self.state = ResponseState.TRAILERS
         self._trailers += headers
         if message.get("more_trailers", False):
-            return
+            return None
         self.state = ResponseState.DONE
         if self._trailers_allowed:
             self._sink.send_trailers(self.stream_id, self._trailers)
-        else:
-            # Dropped, since the client did not ask for them, but the message still ends.
-            self._finish_without_trailers()
-
-    def _finish_without_trailers(self) -> None:
-        self._sink.send_data(self.stream_id, b"", end_stream=True)  # nothing left to wait for
+            return None
+        # Dropped, since the client did not ask for them, but the message still ends (and
+        # that empty end may have to wait behind a paused transport like any write).
+        return self._sink.send_data(self.stream_id, b"", end_stream=True)
 
     # -- running the application -----------------------------------------------------------
 
     async def run(self, app: ASGIApp) -> None:
         """Call the app; turn its failures into a 500 or an aborted response, logged once."""
+        waiter: Awaitable[None] | None = None
         try:
             await app(self.scope, self.receive, self.send)
         except asyncio.CancelledError:
-            self._abandon()
+            waiter = self._abandon()
+            if waiter is not None:  # the 500 finishes without us, as the windows allow
+                _finish_in_background(waiter)
             raise
         except Exception:
             logger.exception("Exception in ASGI application")
-            self._abandon()
+            waiter = self._abandon()
         else:
             if self.state is not ResponseState.DONE and not self._disconnected:
                 logger.error("ASGI application returned without completing the response")
-                self._abandon()
+                waiter = self._abandon()
+        if waiter is not None:
+            await waiter  # the 500's body, once the client's window lets it out
 
-    def _abandon(self) -> None:
+    def _abandon(self) -> Awaitable[None] | None:
         if self._disconnected or self.state is ResponseState.DONE:
-            return
+            return None
         if self.state is ResponseState.START or self.state is ResponseState.HEAD:
-            self._send_error(500)
-        else:
-            self.state = ResponseState.DONE
-            self._sink.reset(self.stream_id)
+            return self._send_error(500)
+        self.state = ResponseState.DONE
+        self._sink.reset(self.stream_id)
+        return None
 
-    def _send_error(self, status: int) -> None:
+    def _send_error(self, status: int) -> Awaitable[None] | None:
         body = b"Internal Server Error\n"
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
@@ -373,4 +389,4 @@ class HTTPStream:
         ]
         self.status = status
         self.state = ResponseState.DONE
-        self._sink.send_response(self.stream_id, status, headers, body)
+        return self._sink.send_response(self.stream_id, status, headers, body)

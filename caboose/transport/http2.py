@@ -328,6 +328,7 @@ class H2Protocol(GatedProtocol):
     async def _send_when_open(self, stream_id: int, data: memoryview, end_stream: bool) -> None:
         """Send as the windows open; reset the stream if they stay shut too long."""
         core = self.core
+        self._schedule_flush()  # what is queued ahead of this body (its head) goes out now
         while stream_id in self.streams:
             await self.write_gate.wait()
             if stream_id not in self.streams:

@@ -382,3 +382,28 @@ def test_an_idle_connection_gets_goaway_and_is_closed(requests: int) -> None:
         assert away is not None, "closed without GOAWAY"
         assert (away.error_code, away.last_stream_id) == (NO_ERROR, max(0, 2 * requests - 1))
         assert 0.4 <= away.at - idle_from < 3.0
+
+
+# -- error responses under flow control ---------------------------------------------------------
+
+
+async def fails_before_start(scope: Any, receive: Any, send: Any) -> None:
+    raise RuntimeError("boom before http.response.start")
+
+
+def test_an_error_response_finishes_once_the_window_opens() -> None:
+    """The 500 that replaces a failed app waits for the client's window like any response:
+    its head goes out, its body when WINDOW_UPDATE comes, and the stream ends (it used to
+    hang, its body parked in a coroutine nobody awaited)."""
+    local = {SETTINGS_INITIAL_WINDOW_SIZE: 0}
+    with (
+        running(fails_before_start) as server,
+        H2Peer(server.port, local=local, connection_window=1 << 20) as peer,
+    ):
+        stream_id = peer.request("/")
+        log = peer.stream(stream_id)
+        assert peer.pump(lambda: log.status is not None)
+        assert log.status == 500 and not log.done
+        peer.open_window(stream_id, 1000)
+        log = peer.wait(stream_id)
+        assert log.ended and bytes(log.data) == b"Internal Server Error\n"
