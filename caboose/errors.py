@@ -74,3 +74,9 @@ class ConfigError(ValueError):
 
 class AppLoadError(RuntimeError):
     """The application could not be imported or built."""
+
+
+class ClientDisconnected(OSError):
+    """``send()`` after the client went away: the HTTP/1.1 connection closed, the HTTP/2 stream
+    was reset, or the connection was lost. ASGI 2.4 asks for an ``OSError`` subclass here;
+    Starlette relies on it to stop a streaming response at its next send."""

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from caboose.asgi.files import file_chunks, file_size
 from caboose.core.events import Headers
 from caboose.core.headers import validate_trailers
+from caboose.errors import ClientDisconnected
 
 logger = logging.getLogger("caboose.error")
 
@@ -218,7 +219,7 @@ class HTTPStream:
 
     async def send(self, message: Message) -> None:
         if self._disconnected:
-            return  # the peer is gone; the app is told through receive(), not by raising
+            raise ClientDisconnected(f"the client left stream {self.stream_id}")
         kind = message["type"]
         if kind == "http.response.body":
             waiter = self._send_body(message)
@@ -362,6 +363,8 @@ class HTTPStream:
             if waiter is not None:  # the 500 finishes without us, as the windows allow
                 _finish_in_background(waiter)
             raise
+        except ClientDisconnected:
+            pass  # the app stopped at a send() after the client left: nothing to answer
         except Exception:
             logger.exception("Exception in ASGI application")
             waiter = self._abandon()

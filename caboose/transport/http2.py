@@ -226,7 +226,7 @@ class H2Protocol(GatedProtocol):
             stream.feed_body(event.data)
 
     def _on_reset(self, stream_id: int) -> None:
-        """RST_STREAM (from the peer, or ours): the app hears http.disconnect, sends go quiet,
+        """RST_STREAM (from the peer, or ours): the app hears http.disconnect, its sends raise,
         and the task is cancelled if it has not finished within the grace period."""
         stream = self.streams.pop(stream_id, None)
         if stream is not None:

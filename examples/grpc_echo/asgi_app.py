@@ -254,10 +254,10 @@ async def run(
             watcher = group.create_task(requests.watch())
             await handler(requests, responses)
             watcher.cancel()
-    except* ClientGone:
-        pass  # the handler was cancelled; there is nobody to answer
-    except* TimeoutError:
+    except* TimeoutError:  # first: TimeoutError is an OSError too
         await responses.finish(DEADLINE_EXCEEDED, "deadline exceeded")
+    except* (ClientGone, OSError):
+        pass  # the client left (an OSError from send(): ASGI 2.4); nobody reads an answer
     except* GrpcError as group:
         error = group.exceptions[0]
         assert isinstance(error, GrpcError)

@@ -9,6 +9,7 @@ import pytest
 
 from caboose.asgi.http import HTTPStream
 from caboose.core.events import Headers
+from caboose.errors import ClientDisconnected
 
 
 class RecordingSink:
@@ -190,7 +191,8 @@ def test_expect_100_continue_is_sent_on_first_receive() -> None:
     assert sink.calls[0] == ("info", 100)
 
 
-def test_disconnect_wakes_receive_and_silences_send() -> None:
+def test_disconnect_wakes_receive_and_makes_send_raise() -> None:
+    """ASGI 2.4: send() after the client left raises an OSError subclass; nothing is sent."""
     stream, sink = make_stream(body_complete=False)
 
     async def scenario() -> Any:
@@ -198,11 +200,24 @@ def test_disconnect_wakes_receive_and_silences_send() -> None:
         await asyncio.sleep(0)
         stream.disconnect()
         message = await task
-        await stream.send({"type": "http.response.start", "status": 200})
+        with pytest.raises(ClientDisconnected) as raised:
+            await stream.send({"type": "http.response.start", "status": 200})
+        assert isinstance(raised.value, OSError)
         return message
 
     assert run(scenario()) == {"type": "http.disconnect"}
     assert sink.calls == []
+
+
+def test_an_app_stopped_by_client_disconnected_is_not_an_error() -> None:
+    stream, sink = make_stream()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        stream.disconnect()
+        await send({"type": "http.response.start", "status": 200})
+
+    run(stream.run(app))
+    assert sink.calls == []  # no 500, no reset: the client is gone
 
 
 def test_app_error_before_start_is_500() -> None:
