@@ -22,7 +22,10 @@ EXIT_STARTUP_FAILED = 3
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="caboose",
-        description="Serve an ASGI application over HTTP/1.1, with trailers.",
+        description=(
+            "Serve an ASGI application over HTTP/1.1 and HTTP/2 (h2c and TLS), "
+            "with trailers that reach the wire."
+        ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("app", metavar="APP", help="the application, as MODULE:ATTRIBUTE")

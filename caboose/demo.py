@@ -23,7 +23,8 @@ INDEX = b"""<!doctype html>
 and <code>server-timing</code> trailers. Try
 <code>curl --raw -H 'TE: trailers' http://127.0.0.1:8000/trailers</code></li>
 <li><code>/echo</code>: streams the request body back (POST something to it), and its
-request trailers as response headers prefixed <code>echo-trailer-</code>.</li>
+request trailers prefixed <code>echo-trailer-</code>: as response headers when the body came
+in one piece, as response trailers (ask with <code>TE: trailers</code>) when it streamed.</li>
 <li><a href="/stream">/stream</a>: server-sent events, one a second, five in all.</li>
 </ul>
 </body></html>
@@ -88,11 +89,12 @@ async def _trailers(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def _echo(scope: Scope, receive: Receive, send: Send) -> None:
     first = await receive()
-    request_trailers: list[Any] = []
     if first.get("more_body"):
-        # Stream: the head goes out now and each chunk is echoed as it arrives.
+        # Stream: the head goes out now and each chunk is echoed as it arrives. The request
+        # trailers come with the last piece, after our head: they go back as trailers.
         headers = [(b"content-type", b"application/octet-stream")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        start = {"type": "http.response.start", "status": 200, "headers": headers}
+        await send({**start, "trailers": True})
         await send({"type": "http.response.body", "body": first["body"], "more_body": True})
         message: Message = first
         while message.get("more_body"):
@@ -101,8 +103,10 @@ async def _echo(scope: Scope, receive: Receive, send: Send) -> None:
                 return
             await send({"type": "http.response.body", "body": message["body"], "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+        echoed = [(b"echo-trailer-" + name, value) for name, value in message.get("trailers", [])]
+        await send({"type": "http.response.trailers", "headers": echoed})
         return
-    request_trailers = first.get("trailers", [])
+    request_trailers: list[Any] = first.get("trailers", [])
     headers = [(b"content-type", b"application/octet-stream")]
     headers += [(b"echo-trailer-" + name, value) for name, value in request_trailers]
     headers.append((b"content-length", b"%d" % len(first["body"])))

@@ -1,4 +1,4 @@
-"""The layer contract of DESIGN.md: each layer imports only the layers above it."""
+"""The layer contract of docs/architecture.md: each layer imports only the layers above it."""
 
 from __future__ import annotations
 

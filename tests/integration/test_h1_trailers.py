@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import httpx
@@ -134,3 +135,22 @@ def test_request_trailers_are_not_a_second_request() -> None:
         )
     # The line that looks like a request is a (malformed) trailer field, so: 400, nothing else.
     assert out.count(b"HTTP/1.1 ") == 1 and out.startswith(b"HTTP/1.1 400 ")
+
+
+def test_demo_echo_returns_request_trailers_of_a_streamed_body() -> None:
+    """The body comes in two pieces, so /echo streams its answer: the request trailers come
+    back as response trailers (they used to be dropped)."""
+    head = (
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\n"
+        b"Trailer: x-sum\r\nConnection: close\r\n\r\n"
+    )
+    with (
+        running(demo_app) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
+    ):
+        sock.sendall(head + b"3\r\nhel\r\n")
+        time.sleep(0.2)  # the app has the first piece and starts its answer
+        sock.sendall(b"2\r\nlo\r\n0\r\nx-sum: 5\r\n\r\n")
+        out = read_all(sock)
+    assert b"\r\n0\r\necho-trailer-x-sum: 5\r\n\r\n" in out, out
+    assert b"hel" in out and b"lo" in out

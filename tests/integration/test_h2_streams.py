@@ -112,8 +112,8 @@ def test_app_ignoring_a_reset_is_cancelled_after_the_grace_period() -> None:
 
 
 def test_app_ignoring_a_lost_connection_is_cancelled_after_the_grace_period() -> None:
-    """DESIGN: "A reset or lost connection makes receive() return http.disconnect, makes
-    send() a no-op, and cancels the app task after a short grace period"."""
+    """docs/http2.md: a reset or lost connection makes receive() return http.disconnect,
+    makes send() raise, and cancels an unfinished app after --cancel-grace."""
     seen: dict[str, float] = {}
     cancelled = threading.Event()
 
