@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from enum import Enum
 from http import HTTPStatus
@@ -38,6 +39,9 @@ def _status_line(status: int) -> bytes:
 _STATUS_LINES = {status.value: _status_line(status.value) for status in HTTPStatus}
 
 # Response fields whose meaning is framing: the app's values are read, never copied blindly.
+# RFC 9112 §3.2 / RFC 3986 §3.2.2: uri-host [":" port], where uri-host is an IP-literal in
+# brackets or a reg-name / IPv4address (unreserved, pct-encoded, sub-delims); empty is allowed.
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.vV]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
 _FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 # Fields the server adds by default (H1Connection.default_headers) unless the app set them.
 _DEFAULTABLE = frozenset({b"server", b"date"})
@@ -109,6 +113,7 @@ class H1Connection:
         self._next_stream_id = 1
         self._deferred_error: bytes | None = None
         self._error: RemoteProtocolError | None = None
+        self._valid_host: bytes | None = None  # the last Host value that passed _check_head
         self._reset_head()
 
     # -- receiving -------------------------------------------------------------------------
@@ -166,6 +171,9 @@ class H1Connection:
         self._headers: Headers = []
         self._trailers: Headers = []
         self._pending: _Cycle | None = None
+        self._host_count = 0  # Host fields in the head (RFC 9112 §3.2) ...
+        self._host = b""  # ... and the last one's value
+        self._transfer_coded = False  # the head has Transfer-Encoding
 
     def on_message_begin(self) -> None:
         self._reset_head()
@@ -189,13 +197,21 @@ class H1Connection:
         name = name.lower()
         # llhttp lets "gzip, chunked" through; we accept no transfer coding but chunked,
         # since a coding we do not decode would leave the body unframeable (RFC 9112 §6.1).
-        if name == b"transfer-encoding" and value.strip().lower() != b"chunked":
-            self._fail(RemoteProtocolError("unsupported transfer coding", status=501))
+        if name == b"transfer-encoding":
+            if value.strip().lower() != b"chunked":
+                self._fail(RemoteProtocolError("unsupported transfer coding", status=501))
+            self._transfer_coded = True
+        elif name == b"host" and self.in_head:
+            self._host_count += 1
+            self._host = value
         fields.append((name, value))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         http_10 = parser.get_http_version() == "1.0"
+        # A client repeats its Host: one checked already needs no second look.
+        if http_10 or self._host_count != 1 or self._host != self._valid_host:
+            self._check_head(http_10)
         method = parser.get_method()
         cycle = _Cycle(self._next_stream_id, method == b"HEAD", http_10, parser.should_keep_alive())
         self._next_stream_id += 1
@@ -203,6 +219,20 @@ class H1Connection:
         self._pending = cycle
         self._method = method
         self.in_head = False
+
+    def _check_head(self, http_10: bool) -> None:
+        """RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host, and a valid one. §6.1:
+        Transfer-Encoding in an HTTP/1.0 request is faulty framing (400, then close)."""
+        count = self._host_count
+        if http_10:
+            if self._transfer_coded:
+                self._fail(RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request"))
+        elif count != 1:
+            self._fail(RemoteProtocolError("no Host" if count == 0 else "more than one Host"))
+        if count:
+            if _HOST.fullmatch(self._host) is None:
+                self._fail(RemoteProtocolError("invalid Host"))
+            self._valid_host = self._host
 
     def on_body(self, body: bytes) -> None:
         self._flush_head(end_stream=False)

@@ -27,14 +27,14 @@ def test_get_is_one_event_with_end_stream() -> None:
 
 def test_header_names_are_lower_cased() -> None:
     conn = H1Connection()
-    (event,) = conn.receive_data(b"GET / HTTP/1.1\r\nX-Mixed-Case: V\r\n\r\n")
+    (event,) = conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nX-Mixed-Case: V\r\n\r\n")
     assert isinstance(event, RequestReceived)
-    assert event.headers == [(b"x-mixed-case", b"V")]
+    assert event.headers == [(b"host", b"x"), (b"x-mixed-case", b"V")]
 
 
 def test_content_length_body() -> None:
     conn = H1Connection()
-    events = conn.receive_data(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel")
+    events = conn.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel")
     events += conn.receive_data(b"lo")
     assert [type(e) for e in events] == [RequestReceived, DataReceived, DataReceived, StreamEnded]
     assert b"".join(e.data for e in events if isinstance(e, DataReceived)) == b"hello"
@@ -43,7 +43,7 @@ def test_content_length_body() -> None:
 def test_chunked_request_trailers_are_not_a_new_request() -> None:
     conn = H1Connection()
     events = conn.receive_data(
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"3\r\nabc\r\n0\r\nX-Sum: 42\r\nX-Other: y\r\n\r\n"
     )
     assert events[-2:] == [
@@ -72,20 +72,37 @@ def test_responses_must_go_in_request_order() -> None:
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [
-        (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: 3x\r\n\r\nabc", 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3x\r\n\r\nabc", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
         (b"GET / HTTP/1.1\nHost: x\n\n", 400),
         (b"GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n", 400),
-        (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", 400),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+            400,
+        ),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nHost : x\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400),
         (b"GARBAGE\r\n\r\n", 400),
+        # RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host, with a valid value.
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n", 400),
+        # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing.
+        (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     ],
 )
 def test_malformed_requests_get_a_status_and_close(request_bytes: bytes, status: int) -> None:
@@ -97,22 +114,38 @@ def test_malformed_requests_get_a_status_and_close(request_bytes: bytes, status:
     assert conn.state is ConnectionState.DONE
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1]:8000\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost:\r\n\r\n",  # empty: a target with no authority (§3.2)
+        b"GET / HTTP/1.0\r\n\r\n",  # HTTP/1.0 has no Host requirement
+    ],
+)
+def test_valid_hosts_are_accepted(request_bytes: bytes) -> None:
+    conn = H1Connection()
+    (event,) = conn.receive_data(request_bytes)
+    assert isinstance(event, RequestReceived) and conn.data_to_send() == b""
+
+
 def test_long_request_target_is_414() -> None:
     conn = H1Connection(max_request_line=100)
-    conn.receive_data(b"GET /" + b"a" * 200 + b" HTTP/1.1\r\n\r\n")
+    conn.receive_data(b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert conn.data_to_send().startswith(b"HTTP/1.1 414 ")
 
 
 def test_too_many_headers_is_431() -> None:
     conn = H1Connection(max_headers=10)
     fields = b"".join(b"X-%d: v\r\n" % i for i in range(11))
-    conn.receive_data(b"GET / HTTP/1.1\r\n" + fields + b"\r\n")
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
     assert conn.data_to_send().startswith(b"HTTP/1.1 431 ")
 
 
 def test_header_section_too_large_is_431_even_before_it_ends() -> None:
     conn = H1Connection(max_header_size=1000)
-    conn.receive_data(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 600)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 600)
     assert conn.data_to_send() == b""
     conn.receive_data(b"a" * 600)
     assert conn.data_to_send().startswith(b"HTTP/1.1 431 ")
@@ -132,7 +165,7 @@ def test_error_after_a_pipelined_request_waits_for_its_response() -> None:
 def test_broken_body_terminates_the_stream() -> None:
     conn = H1Connection()
     events = conn.receive_data(
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nZ"
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nZ"
     )
     assert isinstance(events[-1], ConnectionTerminated)
     assert conn.data_to_send().startswith(b"HTTP/1.1 400 ")
@@ -140,7 +173,7 @@ def test_broken_body_terminates_the_stream() -> None:
 
 def test_peer_close_mid_request_is_reported() -> None:
     conn = H1Connection()
-    conn.receive_data(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
     assert conn.receive_data(b"") == [ConnectionTerminated(0, "peer closed mid-request")]
 
 
@@ -193,7 +226,7 @@ def test_content_length_with_trailers_uses_chunked_and_checks_length() -> None:
 
 def test_head_response_has_no_body_but_keeps_content_length() -> None:
     out = respond(
-        b"HEAD / HTTP/1.1\r\n\r\n",
+        b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
         ("send_headers", (200, [(b"content-length", b"13")]), {}),
         ("send_data", (b"Hello, world!",), {"end_stream": True}),
     )
@@ -221,7 +254,7 @@ def test_http10_keep_alive_with_length() -> None:
 
 def test_connection_close_request_ends_after_response() -> None:
     conn = H1Connection()
-    conn.receive_data(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n" + GET)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + GET)
     conn.send_headers(1, 200, [], end_stream=True)
     assert b"connection: close" in conn.data_to_send()
     assert conn.state is ConnectionState.DONE
@@ -249,7 +282,9 @@ def test_bad_response_fields_raise_and_are_never_written(field: tuple[bytes, byt
 
 def test_100_continue_and_http10_skips_it() -> None:
     conn = H1Connection()
-    conn.receive_data(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+    conn.receive_data(
+        b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"
+    )
     conn.send_informational(1, 100, [])
     assert conn.data_to_send() == b"HTTP/1.1 100 Continue\r\n\r\n"
     conn = H1Connection()

@@ -24,7 +24,7 @@ async def hinting(scope: Any, receive: Any, send: Any) -> None:
 
 def test_early_hints_over_http1() -> None:
     with running(hinting) as server:
-        out = exchange(server, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        out = exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     hint, _, final = out.partition(b"\r\n\r\n")
     assert hint == b"HTTP/1.1 103 Early Hints\r\nlink: " + LINK
     assert final.startswith(b"HTTP/1.1 200 OK") and final.endswith(b"page")

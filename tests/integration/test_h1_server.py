@@ -78,7 +78,7 @@ def test_idle_keep_alive_connection_is_closed() -> None:
         running(hello, timeout_keep_alive=0.3) as server,
         socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
     ):
-        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(sock).endswith(b"Hello, world!")
         started = time.monotonic()
         assert sock.recv(10) == b""  # closed by the server
@@ -90,7 +90,7 @@ def test_slowloris_head_gets_408() -> None:
         running(hello, header_read_timeout=0.3) as server,
         socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
     ):
-        sock.sendall(b"GET / HTTP/1.1\r\nX-Slow: ")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         out = read_all(sock)
     assert out.startswith(b"HTTP/1.1 408 ")
 
@@ -99,19 +99,29 @@ def test_slowloris_head_gets_408() -> None:
     ("request_bytes", "status"),
     [
         (
-            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             400,
         ),
-        (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc", 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: 1_0\r\n\r\nabc", 400),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1_0\r\n\r\nabc", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n", 501),
         (b"GET / HTTP/1.1\nHost: x\n\n", 400),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n", 400),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n", 400),
-        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
-        (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n", 431),
-        (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n",
+            400,
+        ),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n", 400),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-%d: 1\r\n" % i for i in range(101))
+            + b"\r\n",
+            431,
+        ),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
     ],
 )
 def test_malformed_request_gets_status_and_server_keeps_serving(
@@ -138,7 +148,7 @@ def test_response_header_with_crlf_raises_in_the_app_and_is_never_written() -> N
             raise
 
     with running(app) as server:
-        out = exchange(server, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        out = exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert errors and out.startswith(b"HTTP/1.1 500 ") and b"y: 2" not in out
 
 
@@ -149,7 +159,9 @@ def test_app_exception_after_start_closes_the_connection(caplog: Any) -> None:
         raise ValueError("boom after start")
 
     with running(app) as server:
-        out = exchange(server, b"GET / HTTP/1.1\r\n\r\n")  # returns because the server closed
+        out = exchange(
+            server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        )  # returns because the server closed
     assert b"partial" in out and not out.endswith(b"0\r\n\r\n")
     assert sum("Exception in ASGI application" in r.message for r in caplog.records) == 1
 
@@ -169,7 +181,7 @@ def test_disconnect_reaches_a_streaming_app() -> None:
         running(app) as server,
         socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
     ):
-        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert b"tick" in sock.recv(1000)
         deadline = time.monotonic() + 5
         while not seen and time.monotonic() < deadline:
@@ -204,9 +216,9 @@ def test_limit_concurrency_answers_503() -> None:
         running(slow, limit_concurrency=1) as server,
         socket.create_connection(("127.0.0.1", server.port), timeout=5) as busy,
     ):
-        busy.sendall(b"GET /?1 HTTP/1.1\r\n\r\n")
+        busy.sendall(b"GET /?1 HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.1)
-        out = exchange(server, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        out = exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 503 ")
 
 
@@ -238,7 +250,7 @@ def test_state_from_lifespan_reaches_requests() -> None:
 def test_graceful_shutdown_lets_in_flight_requests_finish() -> None:
     with running(slow) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.settimeout(5)
-        sock.sendall(b"GET /?0.5 HTTP/1.1\r\n\r\n")
+        sock.sendall(b"GET /?0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.1)
         server.request_exit()  # while the app is still sleeping
         out = read_all(sock)
@@ -263,7 +275,7 @@ def test_app_ignoring_a_lost_client_is_cancelled_after_the_grace() -> None:
 
     with running(app, cancel_grace=0.2) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert b"tick" in sock.recv(1000)
         deadline = time.monotonic() + 5
         while not cancelled and time.monotonic() < deadline:
@@ -285,9 +297,31 @@ def test_work_after_the_response_survives_the_client_leaving() -> None:
         finished.append(True)
 
     with running(app, cancel_grace=0.1) as server:
-        out = exchange(server, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        out = exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert out.endswith(b"done")
         deadline = time.monotonic() + 3
         while not finished and time.monotonic() < deadline:
             time.sleep(0.02)
     assert finished == [True]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: not a host\r\n\r\n",
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ],
+)
+def test_a_request_without_one_valid_host_gets_400_from_the_server(head: bytes) -> None:
+    """RFC 9112 §3.2 and §6.1 over a real socket: 400 and close, the app never called."""
+    called: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(True)
+        await hello(scope, receive, send)
+
+    with running(app) as server:
+        out = exchange(server, head)
+    assert out.startswith(b"HTTP/1.1 400 ") and called == []

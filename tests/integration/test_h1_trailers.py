@@ -49,14 +49,18 @@ def test_two_trailers_messages_are_both_on_the_wire() -> None:
         BODY, final_trailers((b"x-a", b"1"), more=True), final_trailers((b"x-b", b"2"))
     )
     with running(app) as server:
-        out = exchange(server, b"GET / HTTP/1.1\r\nTE: trailers\r\nConnection: close\r\n\r\n")
+        out = exchange(
+            server, b"GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n"
+        )
     assert out.endswith(b"0\r\nx-a: 1\r\nx-b: 2\r\n\r\n")
 
 
 def test_head_gets_no_trailers_and_no_body() -> None:
     app = trailers_app(BODY, final_trailers((b"x-a", b"1")))
     with running(app) as server:
-        out = exchange(server, b"HEAD / HTTP/1.1\r\nTE: trailers\r\nConnection: close\r\n\r\n")
+        out = exchange(
+            server, b"HEAD / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n"
+        )
     assert out.endswith(b"\r\n\r\n") and b"x-a" not in out and b"hello" not in out
 
 
@@ -64,7 +68,7 @@ def test_trailers_with_connection_close_are_written_then_the_socket_closes() -> 
     app = trailers_app(BODY, final_trailers((b"x-a", b"1")))
     with running(app) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.settimeout(5)
-        sock.sendall(b"GET / HTTP/1.1\r\nTE: trailers\r\nConnection: close\r\n\r\n")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n")
         out = read_all(sock)  # returns only because the server closed the socket
     assert out.endswith(b"0\r\nx-a: 1\r\n\r\n")
 
@@ -73,7 +77,9 @@ def test_body_after_trailers_raises_in_the_app() -> None:
     late = {"type": "http.response.body", "body": b"late"}
     app = trailers_app(BODY, final_trailers((b"x-a", b"1")), late)
     with running(app) as server:
-        out = exchange(server, b"GET / HTTP/1.1\r\nTE: trailers\r\nConnection: close\r\n\r\n")
+        out = exchange(
+            server, b"GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n"
+        )
     assert out.endswith(b"0\r\nx-a: 1\r\n\r\n")
     assert "after the response completed" in str(app.errors[0])
 
@@ -82,7 +88,11 @@ def test_body_during_trailers_phase_raises_in_the_app() -> None:
     late = {"type": "http.response.body", "body": b"late"}
     app = trailers_app(BODY, final_trailers((b"x-a", b"1"), more=True), late)
     with running(app) as server:
-        exchange(server, b"GET / HTTP/1.1\r\nTE: trailers\r\nConnection: close\r\n\r\n", timeout=2)
+        exchange(
+            server,
+            b"GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+            timeout=2,
+        )
     assert "trailers phase" in str(app.errors[0])
 
 
@@ -109,8 +119,10 @@ def test_content_length_and_trailers_together() -> None:
     }
     app = trailers_app(BODY, final_trailers((b"x-a", b"1")), start=start)
     with running(app) as server:
-        with_te = exchange(server, b"GET / HTTP/1.1\r\nTE: trailers\r\nConnection: close\r\n\r\n")
-        without = exchange(server, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        with_te = exchange(
+            server, b"GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n"
+        )
+        without = exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert b"content-length" not in with_te.lower() and with_te.endswith(b"0\r\nx-a: 1\r\n\r\n")
     assert b"content-length: 5" in without and without.endswith(b"\r\n\r\nhello")
 
@@ -119,7 +131,7 @@ def test_request_trailers_reach_the_app() -> None:
     with running(echo) as server:
         out = exchange(
             server,
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
             b"5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n",
         )
     assert b"t-x-checksum: abc" in out and out.endswith(b"hello")
@@ -129,9 +141,9 @@ def test_request_trailers_are_not_a_second_request() -> None:
     with running(echo) as server:
         out = exchange(
             server,
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"1\r\na\r\n0\r\nGET / HTTP/1.1\r\n\r\n"
-            b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"1\r\na\r\n0\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         )
     # The line that looks like a request is a (malformed) trailer field, so: 400, nothing else.
     assert out.count(b"HTTP/1.1 ") == 1 and out.startswith(b"HTTP/1.1 400 ")

@@ -53,7 +53,9 @@ def test_reading_pauses_until_the_app_consumes_the_body() -> None:
         protocol = H1Protocol(state)
         transport = FakeTransport()
         protocol.connection_made(transport)  # type: ignore[arg-type]
-        protocol.data_received(b"POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n" + b"x" * 3000)
+        protocol.data_received(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 3000
+        )
         assert not transport.reading  # 3000 unread bytes > 1000: the gate closed
         gate.set()
         protocol.data_received(b"x" * 2000)
