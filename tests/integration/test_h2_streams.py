@@ -14,11 +14,14 @@ from caboose.errors import ClientDisconnected
 from tests.h2peer import (
     CANCEL,
     NO_ERROR,
+    PROTOCOL_ERROR,
     REFUSED_STREAM,
     SETTINGS_INITIAL_WINDOW_SIZE,
     H2Peer,
     RawPeer,
     goaway,
+    headers,
+    request_fields,
     settle,
 )
 from tests.serving import running
@@ -406,3 +409,25 @@ def test_an_error_response_finishes_once_the_window_opens() -> None:
         peer.open_window(stream_id, 1000)
         log = peer.wait(stream_id)
         assert log.ended and bytes(log.data) == b"Internal Server Error\n"
+
+
+# -- malformed requests ---------------------------------------------------------------------------
+
+
+def test_a_host_naming_another_authority_is_malformed() -> None:
+    """RFC 9113 §8.3.1 over a real socket: a Host that differs from :authority makes the
+    request malformed (RST_STREAM PROTOCOL_ERROR); the app is never called; a matching Host
+    is served."""
+    called: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(scope["path"])
+        await respond(send)
+
+    with running(app) as server, RawPeer(server.port) as peer:
+        other = request_fields("/other", extra=[(b"host", b"elsewhere.example")])
+        same = request_fields("/same", extra=[(b"host", b"127.0.0.1")])
+        peer.send(headers(1, other) + headers(3, same))
+        assert peer.wait(1).reset == PROTOCOL_ERROR
+        assert peer.wait(3).status == 200
+    assert called == ["/same"]
