@@ -42,6 +42,9 @@ _STATUS_LINES = {status.value: _status_line(status.value) for status in HTTPStat
 # RFC 9112 §3.2 / RFC 3986 §3.2.2: uri-host [":" port], where uri-host is an IP-literal in
 # brackets or a reg-name / IPv4address (unreserved, pct-encoded, sub-delims); empty is allowed.
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.vV]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
+# A request line's shape (RFC 9112 §3): method SP request-target SP HTTP/1.x.
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ ]+ HTTP/1\.[0-9]$")
+_OPENING_LIMIT = 8192  # a first line longer than this is judged by llhttp alone
 _FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 # Fields the server adds by default (H1Connection.default_headers) unless the app set them.
 _DEFAULTABLE = frozenset({b"server", b"date"})
@@ -114,6 +117,10 @@ class H1Connection:
         self._deferred_error: bytes | None = None
         self._error: RemoteProtocolError | None = None
         self._valid_host: bytes | None = None  # the last Host value that passed _check_head
+        # The connection's first bytes, until its first request line is complete: enough to
+        # tell a malformed HTTP/1.x request (400) from something that is not HTTP/1.x at all.
+        self._opening: bytes | None = b""
+        self._opening_line: bytes | None = None
         self._reset_head()
 
     # -- receiving -------------------------------------------------------------------------
@@ -129,6 +136,8 @@ class H1Connection:
             return []
         if not data:
             return self._peer_closed()
+        if self._opening is not None:
+            self._note_opening(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -141,7 +150,10 @@ class H1Connection:
             rest = data[exc.args[0] :]
             return events + self.receive_data(rest) if rest else events
         except httptools.HttpParserError as exc:
-            self._reject(self._error or RemoteProtocolError(str(exc).strip() or "bad request"))
+            if self._error is None and self._not_http1():
+                self._close_unanswered()
+            else:
+                self._reject(self._error or RemoteProtocolError(str(exc).strip() or "bad request"))
         if self._pending is not None:
             self._flush_head(end_stream=False)
         if self.in_head and self.state is ConnectionState.OPEN:
@@ -150,6 +162,23 @@ class H1Connection:
                 self._reject(RemoteProtocolError("request header too large", status=431))
         events, self._events = self._events, []
         return events
+
+    def _note_opening(self, data: bytes) -> None:
+        opening = self._opening = (self._opening or b"") + data[:_OPENING_LIMIT]
+        if b"\n" in opening or len(opening) >= _OPENING_LIMIT:
+            self._opening_line = opening.split(b"\n", 1)[0].rstrip(b"\r")
+            self._opening = None
+
+    def _not_http1(self) -> bool:
+        """The connection opened with a whole first line that is no HTTP/1.x request line
+        (``INVALID CONNECTION PREFACE`` from an HTTP/2 client, say): such a peer would read a
+        400 as garbage (an HTTP/2 client as a frame header of megabytes), so it gets none."""
+        line = self._opening_line
+        return self._next_stream_id == 1 and line is not None and _REQUEST_LINE.match(line) is None
+
+    def _close_unanswered(self) -> None:
+        self.state = ConnectionState.DONE
+        self._events.append(ConnectionTerminated(ErrorCode.PROTOCOL_ERROR, "not HTTP/1.x"))
 
     def _peer_closed(self) -> list[Event]:
         # Clients do not half-close HTTP/1.1 connections to await a response (RFC 9112 §9.6

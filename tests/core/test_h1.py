@@ -93,7 +93,6 @@ def test_responses_must_go_in_request_order() -> None:
         (b"GET / HTTP/1.1\r\nHost: x\r\nHost : x\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400),
-        (b"GARBAGE\r\n\r\n", 400),
         # RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host, with a valid value.
         (b"GET / HTTP/1.1\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
@@ -128,6 +127,27 @@ def test_valid_hosts_are_accepted(request_bytes: bytes) -> None:
     conn = H1Connection()
     (event,) = conn.receive_data(request_bytes)
     assert isinstance(event, RequestReceived) and conn.data_to_send() == b""
+
+
+@pytest.mark.parametrize(
+    "opening", [b"GARBAGE\r\n\r\n", b"INVALID CONNECTION PREFACE\r\n\r\n", b"\x00\x01\r\n"]
+)
+def test_a_first_line_that_is_not_http1_is_closed_without_an_answer(opening: bytes) -> None:
+    """Not a malformed HTTP/1.x request but no HTTP/1.x at all: a 400 would be garbage to
+    such a peer (an HTTP/2 client reads it as a frame header), so the connection just ends."""
+    conn = H1Connection()
+    events = conn.receive_data(opening)
+    assert [type(event) for event in events] == [ConnectionTerminated]
+    assert conn.data_to_send() == b"" and conn.state is ConnectionState.DONE
+
+
+def test_not_http1_after_a_first_request_is_still_a_400() -> None:
+    conn = H1Connection()
+    (event,) = conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    conn.send_response(event.stream_id, 200, [], b"ok")
+    conn.data_to_send()
+    conn.receive_data(b"GARBAGE\r\n\r\n")
+    assert conn.data_to_send().startswith(b"HTTP/1.1 400 ")
 
 
 def test_long_request_target_is_414() -> None:

@@ -325,3 +325,12 @@ def test_a_request_without_one_valid_host_gets_400_from_the_server(head: bytes) 
     with running(app) as server:
         out = exchange(server, head)
     assert out.startswith(b"HTTP/1.1 400 ") and called == []
+
+
+def test_bytes_that_are_not_http_get_the_connection_closed_without_an_answer() -> None:
+    """On the cleartext port, an HTTP/2 client's broken preface is no HTTP/1.x request: no
+    400 (which it would read as a frame header of megabytes), just the end of the
+    connection; the server goes on serving."""
+    with running(hello) as server:
+        assert exchange(server, b"INVALID CONNECTION PREFACE\r\n\r\n") == b""
+        assert exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
