@@ -93,3 +93,25 @@ class GatedProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_gate.resume()
+
+
+LINGER = 2.0  # seconds a closing connection drains the peer's input before it really closes
+
+
+def close_lingering(transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    """Close without destroying what we just wrote.
+
+    Closing a socket while the peer's bytes sit unread in the kernel makes Linux send a TCP
+    RST, and the RST can overtake our last bytes (a GOAWAY, a final response): the peer reads
+    "connection reset" instead of them. So half-close (FIN after our data), keep reading and
+    let the protocol discard what comes, and close when the peer closes or LINGER has passed:
+    the lingering close HTTP servers commonly do. TLS cannot half-close; it just closes.
+    """
+    if transport.is_closing():
+        return
+    if not transport.can_write_eof():
+        transport.close()
+        return
+    transport.write_eof()
+    transport.resume_reading()
+    loop.call_later(LINGER, transport.close)

@@ -34,7 +34,7 @@ from caboose.core.h2.settings import SettingCode
 from caboose.core.headers import has_token
 from caboose.errors import ErrorCode, LocalProtocolError
 from caboose.transport.connection import ConnectionInfo, log_access, open_stream
-from caboose.transport.flow import GatedProtocol
+from caboose.transport.flow import GatedProtocol, close_lingering
 from caboose.transport.state import ServerState
 from caboose.transport.tasks import task_starter
 
@@ -42,7 +42,6 @@ logger = logging.getLogger("caboose.error")
 
 _DEFAULTED = frozenset({b"server", b"date", b"content-length"})  # added unless the app set them
 _EAGER_FLUSH = 64 * 1024  # bytes of body that are written at once instead of batched
-_LINGER = 2.0  # seconds a failed connection drains the client's input before closing
 SETTINGS_ACK_TIMEOUT = 10.0  # seconds the client has to acknowledge our SETTINGS (§6.5.3)
 _BUSY = [(b"content-type", b"text/plain"), (b"content-length", b"20")]
 
@@ -112,6 +111,7 @@ class H2Protocol(GatedProtocol):
         self.transport: asyncio.Transport | None = None
         self.flush_pending = False
         self.closing = False  # GOAWAY sent or received: close once the streams are done
+        self.lingering = False  # the close has begun (half-closed, draining the input)
         self.idle_since: float | None = None
         self.tick_timer: asyncio.TimerHandle | None = None
         self.settings_timer: asyncio.TimerHandle | None = None
@@ -133,11 +133,14 @@ class H2Protocol(GatedProtocol):
         self.settings_timer = self.loop.call_later(SETTINGS_ACK_TIMEOUT, self._settings_deadline)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return  # closing: read only so that the kernel has no cause to reset
         self._handle(self.core.receive_data(data))
         self._flush()
 
     def eof_received(self) -> bool | None:
-        self._handle(self.core.receive_data(b""))
+        if not self.lingering:
+            self._handle(self.core.receive_data(b""))
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -245,15 +248,7 @@ class H2Protocol(GatedProtocol):
         """
         self._disconnect_all()
         self._flush()
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        if not transport.can_write_eof():  # TLS cannot half-close
-            transport.close()
-            return
-        transport.write_eof()
-        transport.resume_reading()
-        self.loop.call_later(_LINGER, transport.close)
+        self._close()
 
     def _disconnect_all(self) -> None:
         self.closing = True
@@ -409,7 +404,13 @@ class H2Protocol(GatedProtocol):
     def _close_if_done(self) -> None:
         if self.closing and not self.streams and self.transport is not None:
             self._flush()
-            self.transport.close()
+            self._close()
+
+    def _close(self) -> None:
+        """Close lingering (flow.close_lingering): input that arrives meanwhile is dropped."""
+        if self.transport is not None and not self.lingering:
+            self.lingering = True
+            close_lingering(self.transport, self.loop)
 
     def _schedule_flush(self) -> None:
         if not self.flush_pending:

@@ -4,6 +4,8 @@ resets, GOAWAY both ways, flow control both ways, stream limits, header limits, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import threading
 import time
 from typing import Any
@@ -14,6 +16,7 @@ from caboose.errors import ClientDisconnected
 from tests.h2peer import (
     CANCEL,
     NO_ERROR,
+    PREFACE,
     PROTOCOL_ERROR,
     REFUSED_STREAM,
     SETTINGS_INITIAL_WINDOW_SIZE,
@@ -21,7 +24,9 @@ from tests.h2peer import (
     RawPeer,
     goaway,
     headers,
+    ping,
     request_fields,
+    settings,
     settle,
 )
 from tests.serving import running
@@ -431,3 +436,25 @@ def test_a_host_naming_another_authority_is_malformed() -> None:
         assert peer.wait(1).reset == PROTOCOL_ERROR
         assert peer.wait(3).status == 200
     assert called == ["/same"]
+
+
+def test_closing_after_a_client_goaway_does_not_reset_what_it_wrote() -> None:
+    """The client sends GOAWAY with a megabyte of PINGs behind it, so the server closes with
+    input still unread. A plain close makes Linux answer with a TCP RST that destroys the
+    server's last frames (the client read "connection reset" 10 times in 10); the lingering
+    close half-closes and drains instead, and the client reads a clean end."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await respond(send)
+
+    with running(app) as server:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                sock.sendall(PREFACE + settings({}) + settings({}, ack=True))
+                assert sock.recv(65536)  # the server's SETTINGS
+                with contextlib.suppress(OSError):  # the server may stop reading first
+                    sock.sendall(goaway(0) + ping() * 60_000)
+                received = bytearray()
+                while chunk := sock.recv(65536):  # ConnectionResetError fails the test
+                    received += chunk
+            assert received  # the PING ACKs and the GOAWAY came, then a clean EOF
