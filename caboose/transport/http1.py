@@ -21,7 +21,7 @@ from caboose.core.events import (
 from caboose.core.h1 import ConnectionState, H1Connection
 from caboose.core.h2.frames import PREFACE
 from caboose.transport.connection import ConnectionInfo, log_access, open_stream
-from caboose.transport.flow import GatedProtocol, ReadGate
+from caboose.transport.flow import GatedProtocol, ReadGate, close_lingering
 from caboose.transport.http2 import H2Protocol, h2c_upgrade_settings
 from caboose.transport.state import ServerState
 from caboose.transport.tasks import task_starter
@@ -58,6 +58,7 @@ class H1Protocol(GatedProtocol):
         self.head_timer: asyncio.TimerHandle | None = None
         self.sniffing = False
         self.sniffed = b""
+        self.lingering = False  # the close has begun (half-closed, draining the input)
         self.create_task = task_starter(self.loop)
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -78,6 +79,8 @@ class H1Protocol(GatedProtocol):
         self._became_idle()
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return  # closing: read only so that the kernel has no cause to reset
         if self.sniffing:
             data = self._sniff(data)
             if not data:
@@ -277,7 +280,7 @@ class H1Protocol(GatedProtocol):
         if data:
             transport.write(data)
         if self.core.state is ConnectionState.DONE:
-            transport.close()
+            self._close()
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -296,7 +299,7 @@ class H1Protocol(GatedProtocol):
         if remaining > 0:
             self.idle_timer = self.loop.call_later(remaining, self._check_idle)
         else:
-            self.transport.close()
+            self._close()
 
     def _head_began(self) -> None:
         self.head_since = self.loop.time()
@@ -317,10 +320,16 @@ class H1Protocol(GatedProtocol):
         self.transport.write(
             b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
         )
-        self.transport.close()
+        self._close()
 
     def shutdown(self) -> None:
         """Graceful shutdown: finish owed responses, read nothing new, close when idle."""
         self.core.start_closing()
         if self.active is None and self.transport is not None:
-            self.transport.close()
+            self._close()
+
+    def _close(self) -> None:
+        """Close lingering (flow.close_lingering): input that arrives meanwhile is dropped."""
+        if self.transport is not None and not self.lingering:
+            self.lingering = True
+            close_lingering(self.transport, self.loop)

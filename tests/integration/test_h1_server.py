@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -334,3 +335,20 @@ def test_bytes_that_are_not_http_get_the_connection_closed_without_an_answer() -
     with running(hello) as server:
         assert exchange(server, b"INVALID CONNECTION PREFACE\r\n\r\n") == b""
         assert exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+
+def test_connection_close_with_pipelined_bytes_behind_it_is_not_reset() -> None:
+    """A `Connection: close` request with a megabyte of pipelined requests behind it: the
+    server answers the first and closes with input unread. A plain close made Linux send a
+    TCP RST that destroyed the response (10 times in 10); the lingering close lets it arrive."""
+    first = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    behind = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 40_000
+    with running(hello) as server:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                with contextlib.suppress(OSError):  # the server may stop reading first
+                    sock.sendall(first + behind)
+                received = bytearray()
+                while chunk := sock.recv(65536):  # ConnectionResetError fails the test
+                    received += chunk
+            assert received.startswith(b"HTTP/1.1 200 ") and received.count(b"HTTP/1.1") == 1
