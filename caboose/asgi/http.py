@@ -218,7 +218,9 @@ class HTTPStream:
     # -- ASGI send -------------------------------------------------------------------------
 
     async def send(self, message: Message) -> None:
-        if self._disconnected:
+        if self._disconnected and self.state is not ResponseState.DONE:
+            # (After a complete response every message is the app's mistake, RuntimeError
+            # below, whether or not the client has left meanwhile.)
             raise ClientDisconnected(f"the client left stream {self.stream_id}")
         kind = message["type"]
         if kind == "http.response.body":

@@ -250,3 +250,18 @@ def test_single_final_body_is_one_whole_response() -> None:
     stream, sink = make_stream()
     run(send_all(stream, {"type": "http.response.start", "status": 200}, body(b"hello")))
     assert sink.calls == [("whole", 200, b"hello")]
+
+
+def test_a_send_after_the_response_completed_is_a_runtime_error_even_once_disconnected() -> None:
+    """The app's mistake stays a RuntimeError when the client left right after the response
+    (a race the contract tests met): ClientDisconnected is for responses still in progress."""
+    stream, _sink = make_stream()
+
+    async def scenario() -> None:
+        await stream.send({"type": "http.response.start", "status": 200})
+        await stream.send(body(b"done"))
+        stream.disconnect()
+        with pytest.raises(RuntimeError, match="after the response completed"):
+            await stream.send(body(b"late"))
+
+    run(scenario())
