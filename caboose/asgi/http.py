@@ -34,7 +34,13 @@ _DISCONNECT: Message = {"type": "http.disconnect"}
 
 
 class StreamSink(Protocol):
-    """What a protocol offers one stream; every method names the stream it acts on."""
+    """What a protocol offers one stream; every method names the stream it acts on.
+
+    Writes return nothing and can drop nothing: the protocol takes every write whole and
+    sends it as soon as flow control and the socket allow, in order, until the stream ends
+    or is reset. Backpressure is separate: ``writable`` is what a sender awaits before
+    producing more.
+    """
 
     def send_informational(self, stream_id: int, status: int, headers: Headers) -> None: ...
 
@@ -44,15 +50,18 @@ class StreamSink(Protocol):
         """Start the response (``trailers``: a trailer section will follow). The protocol
         validates every field it writes."""
 
-    def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> Awaitable[None] | None:
-        """Queue body bytes. Returns an awaitable when the sender must wait (backpressure)."""
+    def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None:
+        """Body bytes, held by the protocol until they can go."""
 
-    def send_response(
-        self, stream_id: int, status: int, headers: Headers, body: bytes
-    ) -> Awaitable[None] | None:
+    def send_response(self, stream_id: int, status: int, headers: Headers, body: bytes) -> None:
         """A whole response in one call: head, all of the body, end (the common case)."""
 
-    def send_trailers(self, stream_id: int, headers: Headers) -> None: ...
+    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+        """The trailer section, after whatever body is still held; it ends the response."""
+
+    def writable(self, stream_id: int) -> Awaitable[None]:
+        """Done once this stream has nothing held back and the socket takes more (or the
+        stream is gone): awaited after each piece of a streamed body."""
 
     def consumed(self, stream_id: int, size: int) -> None: ...
 
@@ -71,17 +80,6 @@ def _fields(raw: Iterable[Any]) -> Headers:
     return [(bytes(name), bytes(value)) for name, value in raw]
 
 
-# Writes that outlive the task that made them (a 500 for a cancelled app); held here so that
-# they are not collected before they finish.
-_BACKGROUND: set[asyncio.Future[None]] = set()
-
-
-def _finish_in_background(waiter: Awaitable[None]) -> None:
-    task = asyncio.ensure_future(waiter)
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
-
-
 class HTTPStream:
     """One request/response exchange as seen by an ASGI application."""
 
@@ -98,6 +96,7 @@ class HTTPStream:
         "_trailers_allowed",
         "_trailers_expected",
         "_waiter",
+        "outcome",
         "scope",
         "state",
         "status",
@@ -134,6 +133,8 @@ class HTTPStream:
         self._trailers: Headers = []
         # The task running the app, while it may still need cancelling (set by the driver).
         self.task: asyncio.Task[None] | None = None
+        # How the exchange ended when it did not simply complete (the access log says so).
+        self.outcome = ""
 
     # -- the protocol feeds the request in --------------------------------------------------
 
@@ -224,15 +225,14 @@ class HTTPStream:
             raise ClientDisconnected(f"the client left stream {self.stream_id}")
         kind = message["type"]
         if kind == "http.response.body":
-            waiter = self._send_body(message)
-            if waiter is not None:
-                await waiter
+            self._send_body(message)
+            # The sink has it all; returning once it is out is the app's backpressure.
+            await self._sink.writable(self.stream_id)
         elif kind == "http.response.start":
             self._start(message)
         elif kind == "http.response.trailers":
-            waiter = self._send_trailers(message)
-            if waiter is not None:
-                await waiter
+            self._send_trailers(message)
+            await self._sink.writable(self.stream_id)
         elif kind == "http.response.early_hint":
             self._early_hint(message)
         elif kind == "http.response.pathsend":
@@ -251,7 +251,7 @@ class HTTPStream:
         self._head = (status, message.get("headers", ()))
         self.state = ResponseState.HEAD
 
-    def _send_body(self, message: Message) -> Awaitable[None] | None:
+    def _send_body(self, message: Message) -> None:
         state = self.state
         if state is not ResponseState.BODY and state is not ResponseState.HEAD:
             raise RuntimeError(self._misplaced("http.response.body"))
@@ -260,27 +260,26 @@ class HTTPStream:
         ends_stream = not more and not self._trailers_expected
         if state is ResponseState.HEAD:
             if ends_stream:
-                return self._send_whole(body)
+                self._send_whole(body)
+                return
             self._flush_head(end_stream=False)
         if more:
             self.state = ResponseState.BODY
         else:
             self.state = ResponseState.TRAILERS if self._trailers_expected else ResponseState.DONE
-        return self._sink.send_data(self.stream_id, body, end_stream=ends_stream)
+        self._sink.send_data(self.stream_id, body, end_stream=ends_stream)
 
-    def _send_whole(self, body: bytes) -> Awaitable[None] | None:
+    def _send_whole(self, body: bytes) -> None:
         """The first body message is also the last: the whole response goes at once."""
         assert self._head is not None
         status, headers = self._head
-        waiter = None
         if body:
-            waiter = self._sink.send_response(self.stream_id, status, headers, body)
+            self._sink.send_response(self.stream_id, status, headers, body)
         else:
             # A headers-only response: END_STREAM rides on the head (gRPC Trailers-Only).
             self._sink.send_head(self.stream_id, status, headers, end_stream=True, trailers=False)
         self._head = None
         self.state = ResponseState.DONE  # only once the protocol accepted it: else a 500
-        return waiter
 
     def _misplaced(self, kind: str) -> str:
         if self.state is ResponseState.START:
@@ -321,16 +320,13 @@ class HTTPStream:
         async for chunk in file_chunks(path):
             if self._disconnected:
                 return
-            waiter = self._sink.send_data(self.stream_id, chunk, end_stream=False)
-            if waiter is not None:
-                await waiter
+            self._sink.send_data(self.stream_id, chunk, end_stream=False)
+            await self._sink.writable(self.stream_id)
         if self._disconnected:
             return
-        waiter = self._send_body({"body": b"", "more_body": False})  # ends it, or trailers next
-        if waiter is not None:
-            await waiter
+        self._send_body({"body": b"", "more_body": False})  # ends it, or trailers next
 
-    def _send_trailers(self, message: Message) -> Awaitable[None] | None:
+    def _send_trailers(self, message: Message) -> None:
         if self.state in (ResponseState.START, ResponseState.DONE):
             raise RuntimeError(self._misplaced("http.response.trailers"))
         if not self._trailers_expected:
@@ -344,49 +340,43 @@ class HTTPStream:
         self.state = ResponseState.TRAILERS
         self._trailers += headers
         if message.get("more_trailers", False):
-            return None
+            return
         self.state = ResponseState.DONE
         if self._trailers_allowed:
             self._sink.send_trailers(self.stream_id, self._trailers)
-            return None
-        # Dropped, since the client did not ask for them, but the message still ends (and
-        # that empty end may have to wait behind a paused transport like any write).
-        return self._sink.send_data(self.stream_id, b"", end_stream=True)
+        else:  # dropped, since the client did not ask for them, but the message still ends
+            self._sink.send_data(self.stream_id, b"", end_stream=True)
 
     # -- running the application -----------------------------------------------------------
 
     async def run(self, app: ASGIApp) -> None:
         """Call the app; turn its failures into a 500 or an aborted response, logged once."""
-        waiter: Awaitable[None] | None = None
         try:
             await app(self.scope, self.receive, self.send)
         except asyncio.CancelledError:
-            waiter = self._abandon()
-            if waiter is not None:  # the 500 finishes without us, as the windows allow
-                _finish_in_background(waiter)
+            self._abandon()  # the sink sends the 500 as the windows allow, without us
             raise
         except ClientDisconnected:
             pass  # the app stopped at a send() after the client left: nothing to answer
         except Exception:
             logger.exception("Exception in ASGI application")
-            waiter = self._abandon()
+            self._abandon()
         else:
             if self.state is not ResponseState.DONE and not self._disconnected:
                 logger.error("ASGI application returned without completing the response")
-                waiter = self._abandon()
-        if waiter is not None:
-            await waiter  # the 500's body, once the client's window lets it out
+                self._abandon()
 
-    def _abandon(self) -> Awaitable[None] | None:
+    def _abandon(self) -> None:
         if self._disconnected or self.state is ResponseState.DONE:
-            return None
+            return
         if self.state is ResponseState.START or self.state is ResponseState.HEAD:
-            return self._send_error(500)
+            self._send_error(500)
+            return
         self.state = ResponseState.DONE
+        self.outcome = "app error"
         self._sink.reset(self.stream_id)
-        return None
 
-    def _send_error(self, status: int) -> Awaitable[None] | None:
+    def _send_error(self, status: int) -> None:
         body = b"Internal Server Error\n"
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
@@ -394,4 +384,5 @@ class HTTPStream:
         ]
         self.status = status
         self.state = ResponseState.DONE
-        return self._sink.send_response(self.stream_id, status, headers, body)
+        self.outcome = "app error"
+        self._sink.send_response(self.stream_id, status, headers, body)

@@ -25,7 +25,13 @@ class Event:
 
 @dataclass(slots=True)
 class RequestReceived(Event):
-    """A request head arrived (server role). ``target`` is the raw request-target / :path."""
+    """A request head arrived (server role). ``target`` is the raw request-target / :path.
+
+    The facts every consumer needs are read once, by the core, while it parses the head:
+    ``authority`` (:authority, or HTTP/1.1's Host), ``accepts_trailers`` (TE: trailers, RFC
+    9110 §10.1.4), ``expect_continue`` (Expect: 100-continue, §10.1.1) and ``upgrade`` (the
+    protocols an HTTP/1.1 ``Upgrade`` offers when Connection names it, RFC 9110 §7.8).
+    """
 
     stream_id: int
     method: bytes
@@ -36,6 +42,9 @@ class RequestReceived(Event):
     scheme: bytes = b""
     authority: bytes = b""
     protocol: bytes = b""  # :protocol of an extended CONNECT (RFC 8441)
+    accepts_trailers: bool = False
+    expect_continue: bool = False
+    upgrade: bytes = b""
 
 
 @dataclass(slots=True)

@@ -18,7 +18,13 @@ from caboose.core.events import (
     StreamEnded,
     TrailersReceived,
 )
-from caboose.core.headers import BAD_VALUE_RE, TOKEN_RE, validate_field, validate_fields
+from caboose.core.headers import (
+    BAD_VALUE_RE,
+    TOKEN_RE,
+    has_token,
+    validate_field,
+    validate_fields,
+)
 from caboose.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 
 
@@ -46,6 +52,8 @@ _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.vV]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::
 _REQUEST_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ ]+ HTTP/1\.[0-9]$")
 _OPENING_LIMIT = 8192  # a first line longer than this is judged by llhttp alone
 _FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+# Request fields whose facts the core reports on RequestReceived (see on_header).
+_NOTED = frozenset({b"transfer-encoding", b"host", b"te", b"expect", b"upgrade", b"connection"})
 # Fields the server adds by default (H1Connection.default_headers) unless the app set them.
 _DEFAULTABLE = frozenset({b"server", b"date"})
 
@@ -203,6 +211,11 @@ class H1Connection:
         self._host_count = 0  # Host fields in the head (RFC 9112 §3.2) ...
         self._host = b""  # ... and the last one's value
         self._transfer_coded = False  # the head has Transfer-Encoding
+        self._accepts_trailers = False  # TE: trailers (RFC 9110 §10.1.4)
+        self._expect_continue = False  # Expect: 100-continue (RFC 9110 §10.1.1)
+        self._upgrade = b""  # the Upgrade field ...
+        self._connection = b""  # ... which counts only when Connection names it (§7.8)
+        self._last_data: DataReceived | None = None  # may yet learn that it ends the body
 
     def on_message_begin(self) -> None:
         self._reset_head()
@@ -224,16 +237,29 @@ class H1Connection:
         if self._head_size > self.max_header_size:
             self._fail(RemoteProtocolError("request header section too large", status=431))
         name = name.lower()
-        # llhttp lets "gzip, chunked" through; we accept no transfer coding but chunked,
-        # since a coding we do not decode would leave the body unframeable (RFC 9112 §6.1).
-        if name == b"transfer-encoding":
+        if name in _NOTED and self.in_head:
+            self._note(name, value)
+        fields.append((name, value))
+
+    def _note(self, name: bytes, value: bytes) -> None:
+        """Read the facts of a request field that RequestReceived reports or a check needs."""
+        if name == b"host":
+            self._host_count += 1
+            self._host = value
+        elif name == b"transfer-encoding":
+            # llhttp lets "gzip, chunked" through; we accept no transfer coding but chunked,
+            # since a coding we do not decode would leave the body unframeable (RFC 9112 §6.1).
             if value.strip().lower() != b"chunked":
                 self._fail(RemoteProtocolError("unsupported transfer coding", status=501))
             self._transfer_coded = True
-        elif name == b"host" and self.in_head:
-            self._host_count += 1
-            self._host = value
-        fields.append((name, value))
+        elif name == b"te":
+            self._accepts_trailers = self._accepts_trailers or has_token(value, b"trailers")
+        elif name == b"expect":
+            self._expect_continue = self._expect_continue or value.lower() == b"100-continue"
+        elif name == b"upgrade":
+            self._upgrade = value
+        else:
+            self._connection += b"," + value
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -266,16 +292,20 @@ class H1Connection:
     def on_body(self, body: bytes) -> None:
         self._flush_head(end_stream=False)
         stream_id = self._cycles[-1].stream_id
-        self._events.append(DataReceived(stream_id, body, len(body)))
+        data = self._last_data = DataReceived(stream_id, body, len(body))
+        self._events.append(data)
 
     def on_message_complete(self) -> None:
-        if self._flush_head(end_stream=True):
-            return
         cycle = self._cycles[-1]
-        cycle.request_complete = True
-        if self._trailers:
-            self._events.append(TrailersReceived(cycle.stream_id, self._trailers))
-            self._trailers = []
+        if not self._flush_head(end_stream=True):
+            cycle.request_complete = True
+            last = self._last_data
+            if self._trailers:
+                self._events.append(TrailersReceived(cycle.stream_id, self._trailers))
+                self._trailers = []
+            elif last is not None and self._events and self._events[-1] is last:
+                last.end_stream = True  # as HTTP/2's END_STREAM rides on the last DATA
+        self._last_data = None
         self._events.append(StreamEnded(cycle.stream_id))
 
     def _flush_head(self, *, end_stream: bool) -> bool:
@@ -286,9 +316,23 @@ class H1Connection:
         self._pending = None
         cycle.request_complete = end_stream
         version = "1.0" if cycle.http_10 else "1.1"
+        upgrade = self._upgrade
+        if upgrade and not has_token(self._connection, b"upgrade"):
+            upgrade = b""
         self._events.append(
             RequestReceived(
-                cycle.stream_id, self._method, self._url, self._headers, version, end_stream
+                cycle.stream_id,
+                self._method,
+                self._url,
+                self._headers,
+                version,
+                end_stream,
+                b"",
+                self._host,
+                b"",
+                self._accepts_trailers,
+                self._expect_continue,
+                upgrade,
             )
         )
         return end_stream

@@ -80,17 +80,3 @@ def has_token(value: bytes, token: bytes) -> bool:
     """
     elements = (element.split(b";", 1)[0].strip().lower() for element in value.split(b","))
     return token in elements
-
-
-def request_expectations(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bool, bool]:
-    """(accepts trailers, expects 100-continue) in one pass over lower-cased field names.
-
-    RFC 9110 §10.1.4: TE's ``trailers`` token; RFC 9110 §10.1.1: ``Expect: 100-continue``.
-    """
-    trailers = expect = False
-    for name, value in headers:
-        if name == b"te":
-            trailers = trailers or has_token(value, b"trailers")
-        elif name == b"expect":
-            expect = expect or value.lower() == b"100-continue"
-    return trailers, expect

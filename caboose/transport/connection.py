@@ -10,7 +10,6 @@ from typing import Any
 from caboose.asgi.http import HTTPStream, StreamSink
 from caboose.asgi.scope import ScopeBuilder, apply_proxy_headers, is_trusted
 from caboose.core.events import RequestReceived
-from caboose.core.headers import request_expectations
 from caboose.transport.state import ServerState
 
 access_logger = logging.getLogger("caboose.access")
@@ -96,14 +95,13 @@ def open_stream(
     scope = info.scopes.http(event, info.extensions())
     if info.behind_proxy:
         apply_proxy_headers(scope, headers, state.trusted_proxies)
-    trailers, expect = request_expectations(headers)
     return HTTPStream(
         sink,
         event.stream_id,
         scope,
         body_complete=event.end_stream,
-        accepts_trailers=trailers,
-        expect_continue=expect,
+        accepts_trailers=event.accepts_trailers,
+        expect_continue=event.expect_continue,
     )
 
 

@@ -3,6 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Generator
+from typing import Any
+
+
+class _Ready:
+    """An awaitable that is already done: what a sender awaits when nothing holds it back
+    (cheaper than a coroutine or a future, and bound to no event loop)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # a generator that finishes at once: ``await`` returns None without suspending
+
+
+READY: Awaitable[None] = _Ready()
 
 
 class WriteGate:
@@ -31,12 +47,12 @@ class WriteGate:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def wait(self) -> None:
+    def wait(self) -> Awaitable[None]:
         if not self._paused:
-            return
+            return READY
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        await waiter
+        return waiter
 
     def close(self) -> None:
         """The connection is gone: release every waiter (their sends become no-ops)."""

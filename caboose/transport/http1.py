@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import typing
 from collections import deque
@@ -115,9 +116,8 @@ class H1Protocol(GatedProtocol):
         self.transport.write(
             b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
         )
-        request = RequestReceived(
-            1, event.method, event.target, event.headers, "2", True, b"", b"", b""
-        )
+        # The request is stream 1, half-closed (RFC 7540 §3.2), with the facts read from it.
+        request = dataclasses.replace(event, stream_id=1, http_version="2", upgrade=b"")
         self._switch_to_h2(b"", H2Protocol(self.state, upgrade=(settings, request)))
 
     def _switch_to_h2(self, data: bytes, protocol: H2Protocol | None = None) -> None:
@@ -224,20 +224,20 @@ class H1Protocol(GatedProtocol):
         if end_stream:
             self._response_done(self.streams[stream_id])
 
-    def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> Awaitable[None] | None:
+    def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None:
         self.core.send_data(stream_id, data, end_stream=end_stream)
         if end_stream:
             self._response_done(self.streams[stream_id])
-            return None
-        self._flush()
-        return self.write_gate.wait() if self.write_gate.paused else None
+        else:
+            self._flush()
 
-    def send_response(
-        self, stream_id: int, status: int, headers: Headers, body: bytes
-    ) -> Awaitable[None] | None:
+    def send_response(self, stream_id: int, status: int, headers: Headers, body: bytes) -> None:
         self.core.send_response(stream_id, status, headers, body)
         self._response_done(self.streams[stream_id])
-        return None
+
+    def writable(self, stream_id: int) -> Awaitable[None]:
+        """HTTP/1.1 has no flow control of its own: only the socket pushes back."""
+        return self.write_gate.wait()
 
     def send_trailers(self, stream_id: int, headers: Headers) -> None:
         self.core.send_trailers(stream_id, headers)

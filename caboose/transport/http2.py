@@ -13,6 +13,7 @@ import base64
 import contextlib
 import logging
 import typing
+from collections import deque
 from collections.abc import Awaitable
 
 from caboose.asgi.http import HTTPStream
@@ -34,7 +35,7 @@ from caboose.core.h2.settings import SettingCode
 from caboose.core.headers import has_token
 from caboose.errors import ErrorCode, LocalProtocolError
 from caboose.transport.connection import ConnectionInfo, log_access, open_stream
-from caboose.transport.flow import GatedProtocol, close_lingering
+from caboose.transport.flow import READY, GatedProtocol, close_lingering
 from caboose.transport.state import ServerState
 from caboose.transport.tasks import task_starter
 
@@ -83,6 +84,25 @@ def h2c_upgrade_settings(headers: Headers) -> bytes | None:
     return payload if len(payload) % 6 == 0 else None
 
 
+class HeldOutput:
+    """A stream's output that may not go yet (its window or the connection's is shut, or
+    the socket is paused), in order: body pieces, then the end or the trailers."""
+
+    __slots__ = ("chunks", "end_stream", "since", "trailers", "waiter")
+
+    def __init__(self, now: float) -> None:
+        self.chunks: deque[memoryview] = deque()
+        self.end_stream = False
+        self.trailers: Headers | None = None
+        self.since = now  # the last time any of it went out (the write timeout)
+        self.waiter: asyncio.Future[None] | None = None  # a sender awaiting writable()
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
 class H2Protocol(GatedProtocol):
     """One HTTP/2 connection (server role), from the client preface to GOAWAY."""
 
@@ -107,7 +127,7 @@ class H2Protocol(GatedProtocol):
         self.loop = asyncio.get_running_loop()
         self.create_task = task_starter(self.loop)
         self.streams: dict[int, HTTPStream] = {}
-        self.window_waiters: dict[int, asyncio.Future[None]] = {}
+        self.held: dict[int, HeldOutput] = {}
         self.transport: asyncio.Transport | None = None
         self.flush_pending = False
         self.closing = False  # GOAWAY sent or received: close once the streams are done
@@ -162,6 +182,10 @@ class H2Protocol(GatedProtocol):
         super().resume_writing()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+        now = self.loop.time()
+        for held in self.held.values():
+            held.since = now  # the write timeout counts the window's time only
+        self._release_all()
 
     # -- events from the core ----------------------------------------------------------------
 
@@ -235,7 +259,7 @@ class H2Protocol(GatedProtocol):
         if stream is not None:
             stream.disconnect()
             stream.cancel_later(self.state.config.cancel_grace)
-        self._window_opened(stream_id)  # a sender waiting on this stream gives up
+        self._drop_held(stream_id)
         self._close_if_done()
 
     def _terminate(self) -> None:
@@ -257,10 +281,8 @@ class H2Protocol(GatedProtocol):
             stream.disconnect()
             stream.cancel_later(grace)  # apps that ignore http.disconnect
         self.streams.clear()
-        for waiter in self.window_waiters.values():
-            if not waiter.done():
-                waiter.set_result(None)
-        self.window_waiters.clear()
+        for stream_id in list(self.held):
+            self._drop_held(stream_id)
 
     # -- StreamSink: what HTTPStream calls -----------------------------------------------------
 
@@ -277,11 +299,9 @@ class H2Protocol(GatedProtocol):
         if end_stream and stream is not None:
             self._response_done(stream)
 
-    def send_response(
-        self, stream_id: int, status: int, headers: Headers, body: bytes
-    ) -> Awaitable[None] | None:
+    def send_response(self, stream_id: int, status: int, headers: Headers, body: bytes) -> None:
         self.core.send_response(stream_id, status, self._with_defaults(headers, len(body)))
-        return self.send_data(stream_id, body, end_stream=True)
+        self.send_data(stream_id, body, end_stream=True)
 
     def _with_defaults(self, headers: Headers, length: int = 0) -> Headers:
         """The app's fields plus Server and Date (RFC 9110 §6.6.1), and the length of a body
@@ -302,80 +322,130 @@ class H2Protocol(GatedProtocol):
             added.append((b"content-length", b"%d" % length))
         return [*headers, *added] if added else headers
 
-    def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> Awaitable[None] | None:
+    def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None:
         if stream_id not in self.streams:
-            return None  # reset meanwhile: the bridge tells the app through receive()
+            return  # reset meanwhile: the bridge tells the app through receive()
         if not data and not end_stream:
-            return None  # an empty DATA frame would carry nothing
-        if not self.write_gate.paused and len(data) <= self.core.sendable(stream_id):
-            self.core.send_data(stream_id, data, end_stream)
-            if end_stream:
-                self._response_done(self.streams[stream_id])
-            if len(data) < _EAGER_FLUSH:
-                self._schedule_flush()
-                return None
+            return  # an empty DATA frame would carry nothing
+        if (
+            stream_id in self.held
+            or self.write_gate.paused
+            or len(data) > self.core.sendable(stream_id)
+        ):
+            self._hold(stream_id, data, end_stream)
+            return
+        self.core.send_data(stream_id, data, end_stream)
+        if end_stream:
+            self._response_done(self.streams[stream_id])
+        if len(data) < _EAGER_FLUSH:
+            self._schedule_flush()
+        else:
             # A large body goes out now, so the transport can push back (pause_writing)
             # before more piles up behind it.
             self._flush()
-            return self.write_gate.wait() if self.write_gate.paused else None
-        return self._send_when_open(stream_id, memoryview(data), end_stream)
 
-    async def _send_when_open(self, stream_id: int, data: memoryview, end_stream: bool) -> None:
-        """Send as the windows open; reset the stream if they stay shut too long."""
-        core = self.core
-        self._schedule_flush()  # what is queued ahead of this body (its head) goes out now
+    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+        held = self.held.get(stream_id)
+        if held is not None:
+            held.trailers = headers  # they follow the body still held
+            return
+        self.core.send_trailers(stream_id, headers)
+        self._schedule_flush()
+        self._response_done(self.streams[stream_id])
+
+    def writable(self, stream_id: int) -> Awaitable[None]:
+        if stream_id not in self.held and not self.write_gate.paused:
+            return READY
+        return self._until_writable(stream_id)
+
+    async def _until_writable(self, stream_id: int) -> None:
         while stream_id in self.streams:
-            await self.write_gate.wait()
-            if stream_id not in self.streams:
+            held = self.held.get(stream_id)
+            if held is not None:
+                if held.waiter is None or held.waiter.done():
+                    held.waiter = self.loop.create_future()
+                await held.waiter
+            elif self.write_gate.paused:
+                await self.write_gate.wait()
+            else:
                 return
+
+    # -- held output: what flow control or the socket does not let out yet --------------------
+
+    def _hold(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        held = self.held.get(stream_id)
+        if held is None:
+            held = self.held[stream_id] = HeldOutput(self.loop.time())
+            self._schedule_flush()  # what is queued ahead of this body (its head) goes out now
+        held.chunks.append(memoryview(data))
+        held.end_stream = end_stream
+        self._release(stream_id, held)
+
+    def _release(self, stream_id: int, held: HeldOutput) -> None:
+        """Send what the windows allow of a stream's held output; finish it once all is out."""
+        if self.write_gate.paused:
+            return  # resume_writing releases it
+        core = self.core
+        chunks = held.chunks
+        while chunks:
+            chunk = chunks[0]
             room = core.sendable(stream_id)
-            if room >= len(data):
-                core.send_data(stream_id, bytes(data), end_stream)
-                self._schedule_flush()
-                if end_stream:
-                    self._response_done(self.streams[stream_id])
+            if len(chunk) > room:
+                if room:
+                    core.send_data(stream_id, bytes(chunk[:room]))
+                    chunks[0] = chunk[room:]
+                    held.since = self.loop.time()
+                    self._schedule_flush()
                 return
-            if room:
-                core.send_data(stream_id, bytes(data[:room]))
-                data = data[room:]
-                self._schedule_flush()
-            if not await self._window(stream_id):
+            chunks.popleft()
+            end = held.end_stream and not chunks and held.trailers is None
+            core.send_data(stream_id, bytes(chunk), end)
+            held.since = self.loop.time()
+        del self.held[stream_id]
+        self._schedule_flush()
+        held.wake()
+        stream = self.streams.get(stream_id)
+        if held.trailers is not None:
+            core.send_trailers(stream_id, held.trailers)
+        elif not held.end_stream:
+            return
+        if stream is not None:
+            self._response_done(stream)
+
+    def _release_all(self) -> None:
+        for stream_id, held in list(self.held.items()):
+            if self.held.get(stream_id) is held:
+                self._release(stream_id, held)
+
+    def _drop_held(self, stream_id: int) -> None:
+        held = self.held.pop(stream_id, None)
+        if held is not None:
+            held.wake()  # its sender gives up: the stream is gone
+
+    def _window_opened(self, stream_id: int) -> None:
+        if stream_id == 0:
+            self._release_all()
+        else:
+            held = self.held.get(stream_id)
+            if held is not None:
+                self._release(stream_id, held)
+
+    def _reset_stalled(self) -> None:
+        """Reset streams whose window stayed shut for --http2-write-timeout (a client that
+        never credits us back would otherwise hold their output and their apps forever)."""
+        if self.write_gate.paused:
+            return
+        timeout = self.state.config.http2_write_timeout
+        now = self.loop.time()
+        for stream_id, held in list(self.held.items()):
+            if now - held.since >= timeout:
                 logger.warning(
                     "HTTP/2 stream %d reset: the client's flow-control window stayed shut "
                     "for %.0f s",
                     stream_id,
-                    self.state.config.http2_write_timeout,
+                    timeout,
                 )
                 self.reset(stream_id)
-                return
-
-    async def _window(self, stream_id: int) -> bool:
-        """Wait for WINDOW_UPDATE/SETTINGS to open this stream's window; False on timeout."""
-        waiter = self.window_waiters.get(stream_id)
-        if waiter is None or waiter.done():
-            waiter = self.loop.create_future()
-            self.window_waiters[stream_id] = waiter
-        try:
-            await asyncio.wait_for(asyncio.shield(waiter), self.state.config.http2_write_timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    def _window_opened(self, stream_id: int) -> None:
-        if stream_id == 0:
-            waiters = list(self.window_waiters.values())
-            self.window_waiters.clear()
-        else:
-            waiter = self.window_waiters.pop(stream_id, None)
-            waiters = [] if waiter is None else [waiter]
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def send_trailers(self, stream_id: int, headers: Headers) -> None:
-        self.core.send_trailers(stream_id, headers)
-        self._schedule_flush()
-        self._response_done(self.streams[stream_id])
 
     def consumed(self, stream_id: int, size: int) -> None:
         self.core.acknowledge(stream_id, size)
@@ -386,6 +456,7 @@ class H2Protocol(GatedProtocol):
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
             stream.disconnect()
+        self._drop_held(stream_id)
         with contextlib.suppress(LocalProtocolError):  # already closed on the wire
             self.core.reset_stream(stream_id, ErrorCode.INTERNAL_ERROR)
         self._schedule_flush()
@@ -429,6 +500,8 @@ class H2Protocol(GatedProtocol):
     def _tick(self) -> None:
         """Once a second: refill the flood budgets, close an idle connection."""
         self.core.flood.refill()
+        if self.held:
+            self._reset_stalled()
         idle = self.idle_since
         if idle is not None and self.loop.time() - idle >= self.state.config.timeout_keep_alive:
             self.shutdown()

@@ -13,8 +13,17 @@ from caboose.errors import ClientDisconnected
 
 
 class RecordingSink:
+    """Records every write; ``gate``, while set and not done, makes writable() wait."""
+
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.gate: asyncio.Future[None] | None = None
+        self.waits = 0
+
+    async def writable(self, stream_id: int) -> None:
+        self.waits += 1
+        if self.gate is not None:
+            await self.gate
 
     def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
         self.calls.append(("info", status))
@@ -263,5 +272,80 @@ def test_a_send_after_the_response_completed_is_a_runtime_error_even_once_discon
         stream.disconnect()
         with pytest.raises(RuntimeError, match="after the response completed"):
             await stream.send(body(b"late"))
+
+    run(scenario())
+
+
+# -- backpressure: the sink takes every write, and says when to wait ---------------------------
+
+
+def test_a_streamed_body_waits_while_the_sink_says_wait() -> None:
+    async def scenario() -> None:
+        stream, sink = make_stream()
+        sink.gate = asyncio.get_running_loop().create_future()
+        await stream.send({"type": "http.response.start", "status": 200})
+        sending = asyncio.ensure_future(stream.send(body(b"one", more=True)))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not sending.done(), "send() returned while the sink said wait"
+        assert ("data", b"one", False) in sink.calls, "the write itself was not taken at once"
+        sink.gate.set_result(None)
+        await asyncio.wait_for(sending, 1)
+
+    run(scenario())
+
+
+def test_a_final_body_waits_too_and_the_response_is_finished_meanwhile() -> None:
+    async def scenario() -> None:
+        stream, sink = make_stream()
+        sink.gate = asyncio.get_running_loop().create_future()
+        await stream.send({"type": "http.response.start", "status": 200})
+        sending = asyncio.ensure_future(stream.send(body(b"all")))
+        await asyncio.sleep(0)
+        assert stream.finished and sink.calls == [("whole", 200, b"all")]
+        assert not sending.done()
+        sink.gate.set_result(None)
+        await asyncio.wait_for(sending, 1)
+
+    run(scenario())
+
+
+def test_a_sender_released_by_a_reset_then_gets_client_disconnected() -> None:
+    async def scenario() -> None:
+        stream, sink = make_stream()
+        sink.gate = asyncio.get_running_loop().create_future()
+        await stream.send({"type": "http.response.start", "status": 200})
+        sending = asyncio.ensure_future(stream.send(body(b"x", more=True)))
+        await asyncio.sleep(0)
+        stream.disconnect()  # the protocol resets the stream and releases its writers
+        sink.gate.set_result(None)
+        await asyncio.wait_for(sending, 1)
+        with pytest.raises(ClientDisconnected):
+            await stream.send(body(b"y", more=True))
+
+    run(scenario())
+
+
+def test_a_500_is_handed_over_without_waiting_for_the_sink() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise ValueError("boom")
+
+    async def scenario() -> None:
+        stream, sink = make_stream()
+        sink.gate = asyncio.get_running_loop().create_future()  # never opens
+        await asyncio.wait_for(stream.run(app), 1)
+        assert sink.calls[-1][:2] == ("whole", 500)
+
+    run(scenario())
+
+
+def test_every_streamed_piece_asks_the_sink() -> None:
+    async def scenario() -> None:
+        stream, sink = make_stream()
+        await stream.send({"type": "http.response.start", "status": 200})
+        for _ in range(3):
+            await stream.send(body(b"x", more=True))
+        await stream.send(body(b""))
+        assert sink.waits == 4
 
     run(scenario())

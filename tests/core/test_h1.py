@@ -17,17 +17,18 @@ from caboose.errors import LocalProtocolError
 GET = b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-def test_get_is_one_event_with_end_stream() -> None:
+def test_get_is_a_head_with_end_stream_then_stream_ended() -> None:
     conn = H1Connection()
     events = conn.receive_data(GET)
-    assert events == [
-        RequestReceived(1, b"GET", b"/a?b=1", [(b"host", b"x")], "1.1", end_stream=True)
-    ]
+    head = RequestReceived(
+        1, b"GET", b"/a?b=1", [(b"host", b"x")], "1.1", end_stream=True, authority=b"x"
+    )
+    assert events == [head, StreamEnded(1)]
 
 
 def test_header_names_are_lower_cased() -> None:
     conn = H1Connection()
-    (event,) = conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nX-Mixed-Case: V\r\n\r\n")
+    event, _ = conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nX-Mixed-Case: V\r\n\r\n")
     assert isinstance(event, RequestReceived)
     assert event.headers == [(b"host", b"x"), (b"x-mixed-case", b"V")]
 
@@ -125,7 +126,7 @@ def test_malformed_requests_get_a_status_and_close(request_bytes: bytes, status:
 )
 def test_valid_hosts_are_accepted(request_bytes: bytes) -> None:
     conn = H1Connection()
-    (event,) = conn.receive_data(request_bytes)
+    event, _ = conn.receive_data(request_bytes)
     assert isinstance(event, RequestReceived) and conn.data_to_send() == b""
 
 
@@ -143,7 +144,7 @@ def test_a_first_line_that_is_not_http1_is_closed_without_an_answer(opening: byt
 
 def test_not_http1_after_a_first_request_is_still_a_400() -> None:
     conn = H1Connection()
-    (event,) = conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    event, _ = conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     conn.send_response(event.stream_id, 200, [], b"ok")
     conn.data_to_send()
     conn.receive_data(b"GARBAGE\r\n\r\n")
@@ -174,7 +175,7 @@ def test_header_section_too_large_is_431_even_before_it_ends() -> None:
 def test_error_after_a_pipelined_request_waits_for_its_response() -> None:
     conn = H1Connection()
     events = conn.receive_data(GET + b"BROKEN\r\n\r\n")
-    assert [type(e) for e in events] == [RequestReceived]
+    assert [type(e) for e in events] == [RequestReceived, StreamEnded]
     assert conn.data_to_send() == b""
     conn.send_headers(1, 200, [], end_stream=True)
     out = conn.data_to_send()

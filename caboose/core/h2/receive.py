@@ -131,7 +131,8 @@ class Receiver(ConnectionBase):
             self.flood.empty_frame()
         if end:
             self._check_length(stream)
-        self._events.append(DataReceived(stream_id, bytes(data), size, bool(end)))
+        if size:  # an empty frame carries nothing but, perhaps, the END_STREAM below
+            self._events.append(DataReceived(stream_id, bytes(data), size, bool(end)))
         if end:
             self._end_remote(stream)
 
@@ -243,7 +244,7 @@ class Receiver(ConnectionBase):
             return
         if head is None:
             head = self._check_request(data, fields, stream_id, generation)
-        method, scheme, authority, path, protocol, headers, length = head
+        method, scheme, authority, path, protocol, headers, length, trailers, expect = head
         headers = list(headers)  # the app owns its copy (scope["headers"] may be edited)
         end = flags & _END_STREAM
         if end and length > 0:
@@ -258,7 +259,17 @@ class Receiver(ConnectionBase):
         self._streams[stream_id] = stream
         self._events.append(
             RequestReceived(
-                stream_id, method, path, headers, "2", bool(end), scheme, authority, protocol
+                stream_id,
+                method,
+                path,
+                headers,
+                "2",
+                bool(end),
+                scheme,
+                authority,
+                protocol,
+                trailers,
+                expect,
             )
         )
         if end:

@@ -16,8 +16,9 @@ from caboose.core.headers import CONNECTION_SPECIFIC
 from caboose.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 
 Field = tuple[bytes, bytes]
-# method, scheme, authority, path, protocol, regular fields, content-length (-1: none)
-RequestHead = tuple[bytes, bytes, bytes, bytes, bytes, list[Field], int]
+# method, scheme, authority, path, protocol, regular fields, content-length (-1: none),
+# TE: trailers, Expect: 100-continue
+RequestHead = tuple[bytes, bytes, bytes, bytes, bytes, list[Field], int, bool, bool]
 
 # §8.2.1 forbids 0x00-0x20, A-Z and 0x7f-0xff in names and a colon outside pseudo-headers;
 # we also require an RFC 9110 token (§5.1), as §8.2.1 allows, so names are safe to re-emit.
@@ -31,7 +32,9 @@ _SCHEME: Final = re.compile(rb"[A-Za-z][A-Za-z0-9+\-.]*\Z")
 _DIGITS: Final = re.compile(rb"[0-9]+\Z")
 
 # Fields that need more than a syntax check: framing, connection-specific, merged.
-_SPECIAL: Final = frozenset({*CONNECTION_SPECIFIC, b"te", b"content-length", b"cookie", b"host"})
+_SPECIAL: Final = frozenset(
+    {*CONNECTION_SPECIFIC, b"te", b"content-length", b"cookie", b"host", b"expect"}
+)
 _HTTP_SCHEMES: Final = frozenset({b"http", b"https"})
 
 # Fields already found syntactically valid; pure, so shared by every connection. Repeated
@@ -97,8 +100,8 @@ def _content_length(value: bytes, previous: int, stream_id: int) -> int:
     return length
 
 
-# (regular fields, content-length or -1, Host value or None)
-Regular = tuple[list[Field], int, bytes | None]
+# (regular fields, content-length or -1, Host value or None, TE: trailers, 100-continue)
+Regular = tuple[list[Field], int, bytes | None, bool, bool]
 
 
 def _regular(fields: list[Field], stream_id: int, *, request: bool) -> Regular:
@@ -107,6 +110,7 @@ def _regular(fields: list[Field], stream_id: int, *, request: bool) -> Regular:
     valid = _VALID_IN
     length = -1
     host = None
+    trailers = expect = False
     cookies: list[bytes] | None = None
     for field in fields:
         name = field[0]
@@ -125,13 +129,16 @@ def _regular(fields: list[Field], stream_id: int, *, request: bool) -> Regular:
                 length = _content_length(field[1], length, stream_id)
             elif name == b"host":
                 host = field[1]
+            elif name == b"expect":
+                expect = expect or field[1].lower() == b"100-continue"  # RFC 9110 §10.1.1
             else:
                 _check_connection_field(field, stream_id, request=request)
+                trailers = True  # §8.2.2: a TE that passed is exactly "trailers"
         out.append(field)
     if cookies is not None and len(cookies) > 1:
         joined = (b"cookie", b"; ".join(cookies))
         out = [joined if f[0] == b"cookie" else f for f in out]
-    return out, length, host
+    return out, length, host, trailers, expect
 
 
 def _check_connection_field(field: Field, stream_id: int, *, request: bool) -> None:
@@ -167,7 +174,7 @@ def check_request(fields: list[Field], stream_id: int, *, extended_connect: bool
             protocol = value
         else:
             malformed(stream_id, f"unknown, duplicate or misplaced pseudo-header {name!r}")
-    regular, length, host = _regular(fields[start:], stream_id, request=True)
+    regular, length, host, trailers, expect = _regular(fields[start:], stream_id, request=True)
     if method is None:
         malformed(stream_id, "missing :method (§8.3.1)")
     if method == b"CONNECT" and protocol is None:
@@ -183,7 +190,17 @@ def check_request(fields: list[Field], stream_id: int, *, extended_connect: bool
     elif b"@" in authority or (host is not None and host != authority):
         # §8.3.1: no userinfo; a server SHOULD refuse a Host that differs from :authority.
         malformed(stream_id, ":authority with userinfo, or a different Host (§8.3.1)")
-    return method, scheme or b"", authority, path or b"", protocol or b"", regular, length
+    return (
+        method,
+        scheme or b"",
+        authority,
+        path or b"",
+        protocol or b"",
+        regular,
+        length,
+        trailers,
+        expect,
+    )
 
 
 def _check_target(method: bytes, scheme: bytes | None, path: bytes | None, stream_id: int) -> None:
@@ -211,7 +228,7 @@ def check_response(fields: list[Field], stream_id: int) -> tuple[int, list[Field
         malformed(stream_id, "response without :status (§8.3.2)")
     if status == 101:
         malformed(stream_id, "101 Switching Protocols is not allowed in HTTP/2 (§8.6)")
-    regular, length, _ = _regular(fields[start:], stream_id, request=False)
+    regular, length = _regular(fields[start:], stream_id, request=False)[:2]
     return status, regular, length
 
 
