@@ -269,7 +269,7 @@ def first_cycles(name: str, frames: list[bytes]) -> list[bytes]:
         for frame in frames[:2]:
             for event in ours.receive_data(frame):
                 if isinstance(event, RequestReceived):
-                    ours.send_response(event.stream_id, 200, RESPONSE)
+                    ours.send_head(event.stream_id, 200, RESPONSE)
                     ours.send_data(event.stream_id, BODY, end_stream=True)
             outs.append(ours.data_to_send())
     else:

@@ -19,7 +19,7 @@ from caboose.asgi.lifespan import Lifespan
 from caboose.config import Config
 from caboose.errors import ConfigError
 from caboose.importer import load_app
-from caboose.transport.http1 import H1Protocol
+from caboose.transport.negotiate import Negotiator
 from caboose.transport.state import ServerState
 from caboose.transport.tls import server_context
 
@@ -90,8 +90,8 @@ class Server:
         config = self.config
         loop = asyncio.get_running_loop()
 
-        def factory() -> H1Protocol:
-            return H1Protocol(state)
+        def factory() -> Negotiator:
+            return Negotiator(state)
 
         try:
             if config.fd is not None:

@@ -32,6 +32,7 @@ class ConnectionState(Enum):
     OPEN = "open"  # reading requests
     DRAINING = "draining"  # no more requests are read; outstanding responses finish
     DONE = "done"  # nothing more will be written: close once output is flushed
+    SWITCHED = "switched"  # a 101 was sent: the bytes now belong to another protocol
 
 
 def _status_line(status: int) -> bytes:
@@ -129,6 +130,9 @@ class H1Connection:
         # tell a malformed HTTP/1.x request (400) from something that is not HTTP/1.x at all.
         self._opening: bytes | None = b""
         self._opening_line: bytes | None = None
+        # Bytes after a request that asked to upgrade, held until its response says whose
+        # they are: the new protocol's (101) or the next request's (upgrade declined).
+        self._held: bytearray | None = None
         self._reset_head()
 
     # -- receiving -------------------------------------------------------------------------
@@ -144,19 +148,22 @@ class H1Connection:
             return []
         if not data:
             return self._peer_closed()
+        if self._held is not None:
+            self._held += data
+            return []
         if self._opening is not None:
             self._note_opening(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            # No upgrade is offered yet (RFC 9110 §7.8 lets a server ignore Upgrade): serve the
-            # request as plain HTTP/1.1 and go on parsing after it.
+            # RFC 9110 §7.8: the driver answers 101 (switch_protocols) or serves the request
+            # as plain HTTP/1.1, which may ignore Upgrade; until then the rest waits.
             if self._pending is not None:
                 self._flush_head(end_stream=False)
             self._parser = httptools.HttpRequestParser(self)
             events, self._events = self._events, []
-            rest = data[exc.args[0] :]
-            return events + self.receive_data(rest) if rest else events
+            self._held = bytearray(data[exc.args[0] :])
+            return events
         except httptools.HttpParserError as exc:
             if self._error is None and self._not_http1():
                 self._close_unanswered()
@@ -170,6 +177,20 @@ class H1Connection:
                 self._reject(RemoteProtocolError("request header too large", status=431))
         events, self._events = self._events, []
         return events
+
+    @property
+    def resumable(self) -> bool:
+        """An upgrade was declined and its response is done: resume() parses what waited."""
+        return self._held is not None and not self._cycles and self.state is ConnectionState.OPEN
+
+    def resume(self) -> list[Event]:
+        held, self._held = self._held, None
+        return self.receive_data(bytes(held)) if held else []
+
+    def trailing_data(self) -> bytes:
+        """After switch_protocols: the bytes received beyond the upgrade request."""
+        held, self._held = self._held, None
+        return bytes(held or b"")
 
     def _note_opening(self, data: bytes) -> None:
         opening = self._opening = (self._opening or b"") + data[:_OPENING_LIMIT]
@@ -393,7 +414,34 @@ class H1Connection:
         lines.append(b"\r\n")
         self.output.append(b"".join(lines))
 
-    def send_headers(
+    def switch_protocols(
+        self, stream_id: int, protocol: bytes, headers: Headers | None = None
+    ) -> None:
+        """Accept the upgrade the request asked for: 101 (RFC 9110 §15.2.2), and from here
+        the connection is ``protocol``'s; trailing_data() has what came after the request."""
+        cycle = self._cycle_for(stream_id)
+        if cycle.started or self._held is None or len(self._cycles) != 1:
+            raise LocalProtocolError("only a request that asked to upgrade can switch")
+        validate_fields(headers or ())
+        lines = [_STATUS_LINES[101], b"connection: upgrade\r\nupgrade: %s\r\n" % protocol]
+        lines += [b"%s: %s\r\n" % field for field in headers or ()]
+        lines.append(b"\r\n")
+        self.output.append(b"".join(lines))
+        self._cycles.clear()
+        self.state = ConnectionState.SWITCHED
+
+    def send_timeout(self) -> None:
+        """RFC 9110 §15.5.9: 408 to a client too slow to send its head (slowloris), then
+        close. With responses still owed (pipelining) a 408 would cut into them: those
+        finish, then the connection closes."""
+        if self._cycles:
+            self.start_closing()
+            return
+        self.output.append(self._error_response(408, "the request head took too long"))
+        self._cycles.clear()
+        self.state = ConnectionState.DONE
+
+    def send_head(
         self,
         stream_id: int,
         status: int,
@@ -506,7 +554,7 @@ class H1Connection:
             raise LocalProtocolError(f"invalid content-length {value!r}")
         return int(value)
 
-    def send_data(self, stream_id: int, data: bytes, *, end_stream: bool = False) -> None:
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         cycle = self._cycle_for(stream_id)
         if not cycle.started:
             raise LocalProtocolError("body sent before the response head")
@@ -550,8 +598,9 @@ class H1Connection:
             self._abort(cycle)
             raise LocalProtocolError("response body shorter than its Content-Length")
 
-    def reset_stream(self, stream_id: int) -> None:
-        """Abandon a response midway: HTTP/1.1 can only close the connection."""
+    def reset_stream(self, stream_id: int, error_code: int = 0) -> None:
+        """Abandon a response midway: HTTP/1.1 can only close the connection (``error_code``
+        is HTTP/2's; it has nothing to travel in here)."""
         self._abort(self._cycle_for(stream_id))
 
     def _abort(self, cycle: _Cycle) -> None:

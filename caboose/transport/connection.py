@@ -105,7 +105,9 @@ def open_stream(
     )
 
 
-def log_access(stream: HTTPStream) -> None:
+def log_access(stream: HTTPStream, outcome: str) -> None:
+    """One line per exchange: who, what, the status (``-`` if none was sent), how it ended
+    (completed, client disconnected, reset, app error, refused, write timeout)."""
     scope = stream.scope
     client = scope["client"]
     peer = f"{client[0]}:{client[1]}" if client else "-"
@@ -113,10 +115,11 @@ def log_access(stream: HTTPStream) -> None:
     if scope["query_string"]:
         target += "?" + scope["query_string"].decode("latin-1")
     access_logger.info(
-        '%s - "%s %s HTTP/%s" %d',
+        '%s - "%s %s HTTP/%s" %s %s',
         peer,
         scope["method"],
         target,
         scope["http_version"],
-        stream.status,
+        stream.status or "-",
+        outcome,
     )

@@ -64,9 +64,9 @@ def test_responses_must_go_in_request_order() -> None:
     conn = H1Connection()
     conn.receive_data(GET + GET)
     with pytest.raises(LocalProtocolError):
-        conn.send_headers(2, 200, [])
-    conn.send_headers(1, 200, [], end_stream=True)
-    conn.send_headers(2, 200, [], end_stream=True)
+        conn.send_head(2, 200, [])
+    conn.send_head(1, 200, [], end_stream=True)
+    conn.send_head(2, 200, [], end_stream=True)
     assert conn.data_to_send().count(b"HTTP/1.1 200 OK") == 2
 
 
@@ -177,7 +177,7 @@ def test_error_after_a_pipelined_request_waits_for_its_response() -> None:
     events = conn.receive_data(GET + b"BROKEN\r\n\r\n")
     assert [type(e) for e in events] == [RequestReceived, StreamEnded]
     assert conn.data_to_send() == b""
-    conn.send_headers(1, 200, [], end_stream=True)
+    conn.send_head(1, 200, [], end_stream=True)
     out = conn.data_to_send()
     assert out.startswith(b"HTTP/1.1 200 OK") and b"HTTP/1.1 400 " in out
     assert conn.state is ConnectionState.DONE
@@ -212,7 +212,7 @@ def respond(request: bytes, *commands: tuple[str, tuple, dict]) -> bytes:  # typ
 def test_streamed_response_is_chunked() -> None:
     out = respond(
         GET,
-        ("send_headers", (200, []), {}),
+        ("send_head", (200, []), {}),
         ("send_data", (b"hello",), {}),
         ("send_data", (b"",), {"end_stream": True}),
     )
@@ -222,7 +222,7 @@ def test_streamed_response_is_chunked() -> None:
 def test_trailers_follow_the_last_chunk() -> None:
     out = respond(
         GET,
-        ("send_headers", (200, []), {"trailers": True}),
+        ("send_head", (200, []), {"trailers": True}),
         ("send_data", (b"abc",), {}),
         ("send_trailers", ([(b"x-checksum", b"1")],), {}),
     )
@@ -232,7 +232,7 @@ def test_trailers_follow_the_last_chunk() -> None:
 def test_content_length_with_trailers_uses_chunked_and_checks_length() -> None:
     out = respond(
         GET,
-        ("send_headers", (200, [(b"content-length", b"3")]), {"trailers": True}),
+        ("send_head", (200, [(b"content-length", b"3")]), {"trailers": True}),
         ("send_data", (b"abc",), {}),
         ("send_trailers", ([(b"x-t", b"1")],), {}),
     )
@@ -240,7 +240,7 @@ def test_content_length_with_trailers_uses_chunked_and_checks_length() -> None:
     assert b"transfer-encoding: chunked" in out
     conn = H1Connection()
     conn.receive_data(GET)
-    conn.send_headers(1, 200, [(b"content-length", b"3")], trailers=True)
+    conn.send_head(1, 200, [(b"content-length", b"3")], trailers=True)
     with pytest.raises(LocalProtocolError, match="longer"):
         conn.send_data(1, b"abcd")
 
@@ -248,7 +248,7 @@ def test_content_length_with_trailers_uses_chunked_and_checks_length() -> None:
 def test_head_response_has_no_body_but_keeps_content_length() -> None:
     out = respond(
         b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
-        ("send_headers", (200, [(b"content-length", b"13")]), {}),
+        ("send_head", (200, [(b"content-length", b"13")]), {}),
         ("send_data", (b"Hello, world!",), {"end_stream": True}),
     )
     assert out.endswith(b"content-length: 13\r\n\r\n")
@@ -257,7 +257,7 @@ def test_head_response_has_no_body_but_keeps_content_length() -> None:
 def test_http10_without_length_is_close_delimited() -> None:
     conn = H1Connection()
     conn.receive_data(b"GET / HTTP/1.0\r\n\r\n")
-    conn.send_headers(1, 200, [])
+    conn.send_head(1, 200, [])
     conn.send_data(1, b"abc", end_stream=True)
     out = conn.data_to_send()
     assert b"connection: close" in out and out.endswith(b"\r\n\r\nabc")
@@ -267,7 +267,7 @@ def test_http10_without_length_is_close_delimited() -> None:
 def test_http10_keep_alive_with_length() -> None:
     conn = H1Connection()
     conn.receive_data(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-    conn.send_headers(1, 200, [(b"content-length", b"3")])
+    conn.send_head(1, 200, [(b"content-length", b"3")])
     conn.send_data(1, b"abc", end_stream=True)
     assert b"connection: keep-alive" in conn.data_to_send()
     assert conn.state is ConnectionState.OPEN
@@ -276,7 +276,7 @@ def test_http10_keep_alive_with_length() -> None:
 def test_connection_close_request_ends_after_response() -> None:
     conn = H1Connection()
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + GET)
-    conn.send_headers(1, 200, [], end_stream=True)
+    conn.send_head(1, 200, [], end_stream=True)
     assert b"connection: close" in conn.data_to_send()
     assert conn.state is ConnectionState.DONE
 
@@ -284,7 +284,7 @@ def test_connection_close_request_ends_after_response() -> None:
 def test_body_longer_than_content_length_is_refused_and_aborts() -> None:
     conn = H1Connection()
     conn.receive_data(GET)
-    conn.send_headers(1, 200, [(b"content-length", b"2")])
+    conn.send_head(1, 200, [(b"content-length", b"2")])
     with pytest.raises(LocalProtocolError):
         conn.send_data(1, b"abc")
     assert conn.state is ConnectionState.DONE
@@ -297,7 +297,7 @@ def test_bad_response_fields_raise_and_are_never_written(field: tuple[bytes, byt
     conn = H1Connection()
     conn.receive_data(GET)
     with pytest.raises(LocalProtocolError):
-        conn.send_headers(1, 200, [field])
+        conn.send_head(1, 200, [field])
     assert conn.data_to_send() == b""
 
 
@@ -318,11 +318,11 @@ def test_default_headers_added_unless_app_set_them() -> None:
     conn = H1Connection()
     conn.default_headers = [(b"server", b"caboose"), (b"date", b"today")]
     conn.receive_data(GET)
-    conn.send_headers(1, 200, [(b"Server", b"mine")], end_stream=True)
+    conn.send_head(1, 200, [(b"Server", b"mine")], end_stream=True)
     out = conn.data_to_send()
     assert b"Server: mine" in out and b"server: caboose" not in out and b"date: today" in out
 
 
 def test_no_content_statuses_have_no_framing() -> None:
-    out = respond(GET, ("send_headers", (204, []), {}), ("send_data", (b"",), {"end_stream": True}))
+    out = respond(GET, ("send_head", (204, []), {}), ("send_data", (b"",), {"end_stream": True}))
     assert b"transfer-encoding" not in out and b"content-length" not in out

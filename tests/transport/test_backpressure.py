@@ -7,7 +7,7 @@ from typing import Any
 
 from caboose.config import Config
 from caboose.transport.flow import WriteGate
-from caboose.transport.http1 import H1Protocol
+from caboose.transport.http1 import H1Driver
 from caboose.transport.state import ServerState
 
 
@@ -50,7 +50,7 @@ def test_reading_pauses_until_the_app_consumes_the_body() -> None:
 
     async def scenario() -> FakeTransport:
         state = ServerState(config=Config(h11_max_incomplete_event_size=1000), app=app)
-        protocol = H1Protocol(state)
+        protocol = H1Driver(state)
         transport = FakeTransport()
         protocol.connection_made(transport)  # type: ignore[arg-type]
         protocol.data_received(

@@ -199,16 +199,22 @@ class H2Connection(Receiver):
                 raise LocalProtocolError("an informational response cannot end the stream")
             self.send_informational(stream_id, code, regular)
         else:
-            self.send_response(stream_id, code, regular, end_stream)
+            self.send_head(stream_id, code, regular, end_stream=end_stream)
 
-    def send_response(
+    def send_head(
         self,
         stream_id: int,
         status: int,
         headers: Iterable[tuple[bytes, bytes]],
+        *,
         end_stream: bool = False,
+        trailers: bool = False,
     ) -> None:
-        """Send the final response head (server role) with ``status`` as an int."""
+        """Send the final response head (server role) with ``status`` as an int.
+
+        ``trailers`` is HTTP/1.1's concern (the framing that carries them); HTTP/2 can always
+        end a stream with a trailer section, so it is accepted and needs nothing here.
+        """
         stream = self._response_stream(stream_id)
         if not 200 <= status <= 999:
             raise LocalProtocolError(f"invalid final status {status}")

@@ -91,7 +91,7 @@ def test_get_round_trip() -> None:
         ),
         StreamEnded(1),
     ]
-    pair.server.send_response(stream_id, 200, [(b"content-type", b"text/plain")])
+    pair.server.send_head(stream_id, 200, [(b"content-type", b"text/plain")])
     pair.server.send_data(stream_id, b"Hello, world!", end_stream=True)
     client_events, _ = pair.pump()
     assert client_events == [
@@ -130,7 +130,7 @@ def test_trailers_without_body() -> None:
     pair = Pair()
     stream_id = pair.request()
     pair.pump()
-    pair.server.send_response(stream_id, 200, [])
+    pair.server.send_head(stream_id, 200, [])
     pair.server.send_trailers(stream_id, [(b"x-t", b"1")])
     client_events, _ = pair.pump()
     assert [type(e) for e in client_events] == [ResponseReceived, TrailersReceived, StreamEnded]
@@ -142,7 +142,7 @@ def test_informational_then_final() -> None:
     pair.pump()
     pair.server.send_informational(stream_id, 100, [])
     pair.server.send_headers(stream_id, [(b":status", b"103"), (b"link", b"</s.css>")])
-    pair.server.send_response(stream_id, 204, [], end_stream=True)
+    pair.server.send_head(stream_id, 204, [], end_stream=True)
     client_events, _ = pair.pump()
     assert client_events == [
         InformationalResponseReceived(stream_id, 100, []),
@@ -196,7 +196,7 @@ def test_big_response_body_across_windows() -> None:
     body = b"0123456789abcdef" * 200_000  # 3.2 MB
     stream_id = pair.request()
     pair.pump()
-    pair.server.send_response(stream_id, 200, [(b"content-length", b"%d" % len(body))])
+    pair.server.send_head(stream_id, 200, [(b"content-length", b"%d" % len(body))])
     assert _transfer(pair.server, pair.client, pair, stream_id, body) == body
 
 
@@ -208,7 +208,7 @@ def test_many_interleaved_streams() -> None:
     _, server_events = pair.pump()
     assert len(of_type(server_events, StreamEnded)) == 50
     for stream_id in reversed(ids):
-        pair.server.send_response(stream_id, 200, [])
+        pair.server.send_head(stream_id, 200, [])
         pair.server.send_data(stream_id, b"resp-%d" % stream_id, end_stream=True)
     client_events, _ = pair.pump()
     bodies = {e.stream_id: e.data for e in of_type(client_events, DataReceived)}
@@ -223,7 +223,7 @@ def test_client_reset() -> None:
     _, server_events = pair.pump()
     assert server_events == [StreamReset(stream_id, ErrorCode.CANCEL, remote=True)]
     with pytest.raises(LocalProtocolError):
-        pair.server.send_response(stream_id, 200, [])
+        pair.server.send_head(stream_id, 200, [])
     assert pair.server.sendable(stream_id) == 0
 
 
@@ -257,7 +257,7 @@ def test_goaway_stops_new_streams() -> None:
     assert server_events == []  # the server ignored the stream above its last id
     with pytest.raises(LocalProtocolError):
         pair.request()
-    pair.server.send_response(first, 200, [], end_stream=True)
+    pair.server.send_head(first, 200, [], end_stream=True)
     client_events, _ = pair.pump()
     assert of_type(client_events, StreamEnded) == [StreamEnded(first)]
     assert pair.server.open_streams == pair.client.open_streams == 0
@@ -300,7 +300,7 @@ def test_initial_window_increase_opens_streams() -> None:
     pair = Pair(client={"local_settings": {W: 10}})
     stream_id = pair.request()
     pair.pump()
-    pair.server.send_response(stream_id, 200, [])
+    pair.server.send_head(stream_id, 200, [])
     assert pair.server.sendable(stream_id) == 10
     pair.client.update_settings({W: 1000})
     _, server_events = pair.pump()
@@ -313,7 +313,7 @@ def test_header_table_size_zero_still_round_trips() -> None:
     for _ in range(3):
         stream_id = pair.request()
         pair.pump()
-        pair.server.send_response(stream_id, 200, [(b"x-custom", b"value")], end_stream=True)
+        pair.server.send_head(stream_id, 200, [(b"x-custom", b"value")], end_stream=True)
         client_events, _ = pair.pump()
         assert client_events[0] == ResponseReceived(
             stream_id, 200, [(b"x-custom", b"value")], "2", True
@@ -337,7 +337,7 @@ def test_acknowledge_after_the_stream_ended() -> None:
     stream_id = pair.request(POST, end_stream=False)
     pair.client.send_data(stream_id, b"x" * 40_000, end_stream=True)
     pair.pump()
-    pair.server.send_response(stream_id, 200, [], end_stream=True)
+    pair.server.send_head(stream_id, 200, [], end_stream=True)
     pair.pump()
     assert pair.server.open_streams == 0
     pair.server.acknowledge(stream_id, 40_000)  # the app read the body after responding
@@ -355,23 +355,23 @@ def test_send_errors() -> None:
     with pytest.raises(LocalProtocolError):
         server.send_trailers(stream_id, [(b"x", b"1")])
     with pytest.raises(LocalProtocolError):
-        server.send_response(stream_id, 99, [])
+        server.send_head(stream_id, 99, [])
     with pytest.raises(LocalProtocolError):
         server.send_informational(stream_id, 101, [])
     with pytest.raises(LocalProtocolError):
         server.send_headers(stream_id, [(b":status", b"200"), (b":path", b"/")])
     with pytest.raises(LocalProtocolError):
-        server.send_response(stream_id, 200, [(b"x-bad", b"a\r\nb")])
-    server.send_response(stream_id, 200, [])
+        server.send_head(stream_id, 200, [(b"x-bad", b"a\r\nb")])
+    server.send_head(stream_id, 200, [])
     with pytest.raises(LocalProtocolError):
-        server.send_response(stream_id, 200, [])
+        server.send_head(stream_id, 200, [])
     with pytest.raises(LocalProtocolError):
         server.send_trailers(stream_id, [(b":status", b"200")])
     with pytest.raises(LocalProtocolError) as info:
         server.send_data(stream_id, b"x" * (server.sendable(stream_id) + 1))
     assert info.value.code == ErrorCode.FLOW_CONTROL_ERROR
     with pytest.raises(LocalProtocolError):
-        pair.client.send_response(stream_id, 200, [])
+        pair.client.send_head(stream_id, 200, [])
     with pytest.raises(LocalProtocolError):
         pair.client.send_headers(3, [(b":method", b"GET")])
 
@@ -384,7 +384,7 @@ def test_outgoing_fields_are_normalised() -> None:
     _, server_events = pair.pump()
     assert of_type(server_events, RequestReceived)[0].headers == [(b"x-mixed", b"1")]
     asgi_style: Any = [[b"Transfer-Encoding", b"chunked"], (b"A", b"b")]  # lists are fine too
-    pair.server.send_response(stream_id, 200, asgi_style)
+    pair.server.send_head(stream_id, 200, asgi_style)
     client_events, _ = pair.pump()
     assert of_type(client_events, ResponseReceived)[0].headers == [(b"a", b"b")]
 

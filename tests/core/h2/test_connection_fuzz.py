@@ -94,7 +94,7 @@ def _behave_like_an_app(conn: H2Connection, events: list[Event]) -> None:
                 StreamState.HALF_CLOSED_REMOTE,
             ):
                 continue
-            conn.send_response(stream_id, 200, [(b"content-type", b"text/plain")])
+            conn.send_head(stream_id, 200, [(b"content-type", b"text/plain")])
             room = min(conn.sendable(stream_id), 5)
             conn.send_data(stream_id, b"hello"[:room], end_stream=room == 5)
 

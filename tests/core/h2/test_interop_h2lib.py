@@ -166,7 +166,7 @@ def test_h2lib_client_many_streams_big_bodies_trailers() -> None:
     assert trailers == {s: [(b"x-req", b"t")] for s in sizes}
     # Echo every body back with trailers, larger than the client's windows too.
     for stream_id in sizes:
-        wire.ours.send_response(stream_id, 200, [(b"content-type", b"application/octet-stream")])
+        wire.ours.send_head(stream_id, 200, [(b"content-type", b"application/octet-stream")])
         wire.our_out.add(stream_id, body_for(stream_id, sizes[stream_id]), [(b"grpc-status", b"0")])
     wire.pump()
     assert wire.their_bodies() == {s: body_for(s, n) for s, n in sizes.items()}
@@ -184,7 +184,7 @@ def test_h2lib_client_get_with_informational() -> None:
     wire.theirs.send_headers(1, request(b"GET", b"/"), end_stream=True)
     wire.pump()
     wire.ours.send_informational(1, 103, [(b"link", b"</style.css>; rel=preload")])
-    wire.ours.send_response(1, 200, [(b"content-length", b"13")])
+    wire.ours.send_head(1, 200, [(b"content-length", b"13")])
     wire.ours.send_data(1, b"Hello, world!", end_stream=True)
     wire.pump()
     assert [type(e) for e in wire.their_events if not isinstance(e, _HOUSEKEEPING)] == [
@@ -224,7 +224,7 @@ def test_h2lib_client_sees_our_goaway() -> None:
     wire.theirs.send_headers(1, request(b"GET", b"/"), end_stream=True)
     wire.pump()
     # h2 treats any GOAWAY as the end of the connection, so the response goes first.
-    wire.ours.send_response(1, 200, [], end_stream=True)
+    wire.ours.send_head(1, 200, [], end_stream=True)
     wire.ours.goaway()
     wire.pump()
     terminated = wire.of_theirs(h2.events.ConnectionTerminated)

@@ -14,7 +14,7 @@ def served(method: bytes, status: int) -> list[tuple[int, int, int, bytes]]:
     conn = H2Connection(client_side=False)
     peer = RawPeer(conn).handshake()
     peer.send(peer.headers(1, [(b":method", method), *REQUEST[1:]]))
-    conn.send_response(1, status, [(b"content-length", b"5")])
+    conn.send_head(1, status, [(b"content-length", b"5")])
     assert conn.sendable(1) >= 5
     conn.send_data(1, b"hello", end_stream=True)
     return peer.output()

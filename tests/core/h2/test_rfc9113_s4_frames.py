@@ -96,7 +96,7 @@ def test_smaller_max_frame_size_applies_only_after_ack() -> None:
 def test_we_split_data_to_the_peer_max_frame_size() -> None:
     client = RawClient().handshake([(SettingCode.INITIAL_WINDOW_SIZE, 100_000)])
     client.send(client.headers(1))
-    client.conn.send_response(1, 200, [])
+    client.conn.send_head(1, 200, [])
     client.conn.send_data(1, b"y" * 40_000, end_stream=True)
     frames = [f for f in client.output() if f[0] == T.DATA]
     assert [len(f[3]) for f in frames] == [16_384, 16_384, 40_000 - 2 * 16_384]
@@ -106,7 +106,7 @@ def test_we_split_data_to_the_peer_max_frame_size() -> None:
 def test_we_split_a_large_head_into_continuation_frames() -> None:
     client = RawClient().handshake()
     client.send(client.headers(1))
-    client.conn.send_response(1, 200, [(b"x-big", b"z" * 40_000)], end_stream=True)
+    client.conn.send_head(1, 200, [(b"x-big", b"z" * 40_000)], end_stream=True)
     frames = client.output()
     assert [f[0] for f in frames] == [T.HEADERS, T.CONTINUATION, T.CONTINUATION]
     assert frames[0][1] == fr.FLAG_END_STREAM and frames[-1][1] == fr.FLAG_END_HEADERS

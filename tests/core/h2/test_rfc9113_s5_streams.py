@@ -167,7 +167,7 @@ def test_priority_window_update_and_rst_after_peer_rst_are_ignored() -> None:
 def _ended_both_ways() -> RawClient:
     client = RawClient().handshake()
     client.send(client.headers(1, end_stream=True))
-    client.conn.send_response(1, 200, [], end_stream=True)
+    client.conn.send_head(1, 200, [], end_stream=True)
     assert client.conn.stream_state(1) is S.CLOSED
     client.output()
     return client
@@ -339,7 +339,7 @@ def test_commands_after_a_connection_error_raise() -> None:
     client.send(raw(T.PING, 0, 3, bytes(8)))
     client.output()
     with pytest.raises(LocalProtocolError):
-        client.conn.send_response(1, 200, [])
+        client.conn.send_head(1, 200, [])
     assert client.conn.data_to_send() == b""
 
 
@@ -373,7 +373,7 @@ def test_closed_stream_memory_is_bounded() -> None:
     client.conn.reset_stream(1)
     for stream_id in range(3, 13, 2):  # five more closed streams push stream 1 out
         client.send(client.headers(stream_id))
-        client.conn.send_response(stream_id, 204, [], end_stream=True)
+        client.conn.send_head(stream_id, 204, [], end_stream=True)
     client.output()
     # Stream 1 is still known closed (not idle), only how it closed is forgotten.
     assert client.conn.stream_state(1) is S.CLOSED

@@ -127,7 +127,7 @@ def test_rst_stream_closes_and_tells_the_application() -> None:
     client.send(client.headers(1, end_stream=False))
     assert client.send(client.rst(1, ErrorCode.CANCEL)) == [StreamReset(1, ErrorCode.CANCEL)]
     with pytest.raises(LocalProtocolError):
-        client.conn.send_response(1, 200, [])
+        client.conn.send_head(1, 200, [])
 
 
 # --- §6.5 SETTINGS --------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_settings_timeout_after_ack_does_nothing() -> None:
 def test_peer_header_table_size_drives_our_encoder() -> None:
     client = RawClient().handshake([(SettingCode.HEADER_TABLE_SIZE, 0)])
     client.send(client.headers(1))
-    client.conn.send_response(1, 200, [(b"x-custom", b"value")], end_stream=True)
+    client.conn.send_head(1, 200, [(b"x-custom", b"value")], end_stream=True)
     block = client.output()[0][3]
     assert block[0] == 0x20  # §4.2: a size update to 0 opens the next block
 
@@ -282,7 +282,7 @@ def test_goaway_received_is_reported() -> None:
     client.send(client.headers(1, end_stream=True))
     payload = (1).to_bytes(4, "big") + (0).to_bytes(4, "big") + b"bye"
     assert client.send(raw(T.GOAWAY, 0, 0, payload)) == [GoAwayReceived(1, 0, b"bye")]
-    client.conn.send_response(1, 200, [], end_stream=True)  # stream 1 still completes
+    client.conn.send_head(1, 200, [], end_stream=True)  # stream 1 still completes
     assert client.conn.open_streams == 0
 
 
@@ -361,7 +361,7 @@ def test_window_update_overflowing_a_stream_window() -> None:
 def test_window_update_opens_sending() -> None:
     client = RawClient().handshake([(W, 1)])
     client.send(client.headers(1))
-    client.conn.send_response(1, 200, [])
+    client.conn.send_head(1, 200, [])
     assert client.conn.sendable(1) == 1
     client.conn.send_data(1, b"a")
     with pytest.raises(LocalProtocolError):
@@ -376,7 +376,7 @@ def test_connection_window_limits_all_streams() -> None:
     client = RawClient().handshake([(W, 1_000_000)])
     client.send(client.headers(1), client.headers(3))
     for stream_id in (1, 3):
-        client.conn.send_response(stream_id, 200, [])
+        client.conn.send_head(stream_id, 200, [])
     client.conn.send_data(1, b"x" * 65_000)
     assert client.conn.sendable(3) == 535
     assert client.send(client.window_update(0, 1000)) == [WindowOpened(0, 1000)]
@@ -414,7 +414,7 @@ def test_acknowledge_cannot_credit_more_than_received() -> None:
 def test_setting_initial_window_size_after_headers() -> None:
     client = RawClient().handshake([(W, 0)])
     client.send(client.headers(1))
-    client.conn.send_response(1, 200, [])
+    client.conn.send_head(1, 200, [])
     assert client.conn.sendable(1) == 0
     events = client.send(client.settings((W, 1)))
     assert WindowOpened(0, 1) in events
@@ -424,7 +424,7 @@ def test_setting_initial_window_size_after_headers() -> None:
 def test_negative_window_is_tracked() -> None:
     client = RawClient().handshake([(W, 3)])
     client.send(client.headers(1))
-    client.conn.send_response(1, 200, [])
+    client.conn.send_head(1, 200, [])
     client.conn.send_data(1, b"abc")
     client.send(client.settings((W, 2)))
     assert client.conn.sendable(1) == 0  # the window is -1
