@@ -71,3 +71,15 @@ def test_the_checker_catches_a_forbidden_import(tmp_path: Path) -> None:
     sample = tmp_path / "bad.py"
     sample.write_text("import asyncio\nfrom caboose.transport import flow\n")
     assert {"asyncio", "caboose.transport"} <= imported_modules(sample)
+
+
+def test_each_driver_knows_only_its_own_protocol() -> None:
+    """The negotiator (transport/negotiate.py) is the one module that knows both drivers."""
+    transport = PACKAGE / "transport"
+    assert "caboose.transport.http2" not in imported_modules(transport / "http1.py")
+    assert "caboose.transport.http1" not in imported_modules(transport / "http2.py")
+    for name in ("http1.py", "http2.py", "driver.py"):
+        assert "caboose.transport.negotiate" not in imported_modules(transport / name)
+    assert "caboose.core.h2" not in {
+        m.rsplit(".", 1)[0] for m in imported_modules(transport / "http1.py")
+    }

@@ -112,7 +112,7 @@ class Driver(GatedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
         self.stop_timers()
-        self.disconnect_all("connection lost")
+        self.disconnect_all("client disconnected")
         self.write_gate.close()
 
     # -- events from the core ----------------------------------------------------------------
@@ -138,8 +138,8 @@ class Driver(GatedProtocol):
                     self.on_reset(stream_id)
                 case GoAwayReceived():
                     self.on_goaway()
-                case ConnectionTerminated():
-                    self.on_terminated()
+                case ConnectionTerminated(error_code=code):
+                    self.on_terminated("client disconnected" if code == 0 else "connection error")
 
     def on_request(self, event: RequestReceived) -> None:
         stream = open_stream(self, self.info, event, self.state)
@@ -217,8 +217,8 @@ class Driver(GatedProtocol):
     def on_goaway(self) -> None:
         """The peer will open no more streams (HTTP/2)."""
 
-    def on_terminated(self) -> None:
-        """The core ended the connection (a protocol error, or the peer closed)."""
+    def on_terminated(self, outcome: str) -> None:
+        """The core ended the connection: the peer closed it, or broke the protocol."""
 
     def stop_timers(self) -> None:
         """The connection is gone or handed over: cancel what is armed."""

@@ -110,7 +110,7 @@ class H1Driver(Driver):
             assert self.read_gate is not None
             self.read_gate.received(len(event.data))
 
-    def on_terminated(self) -> None:
+    def on_terminated(self, outcome: str) -> None:
         # The peer closed or sent garbage: the apps hear it; the response owed may still go
         # out (a 400 follows it), and connection_lost logs whatever stays unfinished.
         for stream in self.streams.values():

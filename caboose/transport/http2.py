@@ -181,11 +181,11 @@ class H2Driver(Driver):
         self.closing = True  # in-flight streams finish; no new ones come
         self._close_if_done()
 
-    def on_terminated(self) -> None:
+    def on_terminated(self, outcome: str) -> None:
         """A connection error: the core queued GOAWAY with its code; make sure it arrives
         (the lingering close: a TCP RST from unread input must not destroy the GOAWAY)."""
         self.closing = True
-        self.disconnect_all("connection error")
+        self.disconnect_all(outcome)
         for stream_id in list(self.held):
             self._drop_held(stream_id)
         self._flush()

@@ -60,3 +60,30 @@ def test_no_http2_offers_only_http11_over_alpn(tmp_path: Path) -> None:
         )
     assert b"ALPN: server accepted http/1.1" in result.stderr or b"< HTTP/1.1 200" in result.stderr
     assert b"< HTTP/2" not in result.stderr
+
+
+def test_a_declined_upgrade_still_answers_the_requests_pipelined_behind_it() -> None:
+    """The core holds what follows an Upgrade request until its response; declined, the
+    pipelined request behind it is parsed and answered in order."""
+    with running(demo_app) as server:
+        out = exchange(
+            server,
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: chat\r\n\r\n"
+            b"GET /missing HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+    first, _, rest = out.partition(b"HTTP/1.1 404")
+    assert first.startswith(b"HTTP/1.1 200 OK") and rest, out
+
+
+def test_a_cleartext_connection_that_never_speaks_is_closed_when_idle() -> None:
+    """While the negotiator waits for the first bytes, the keep-alive timeout applies."""
+    import socket
+    import time
+
+    with (
+        running(demo_app, timeout_keep_alive=0.3) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock,
+    ):
+        started = time.monotonic()
+        assert sock.recv(10) == b""  # closed by the server
+        assert time.monotonic() - started < 2.5
