@@ -16,8 +16,9 @@ from caboose.asgi.http import HTTPStream
 from caboose.core.events import DataReceived, Headers, RequestReceived
 from caboose.core.h1 import ConnectionState, H1Connection
 from caboose.core.headers import has_token
+from caboose.transport.connection import open_stream
 from caboose.transport.driver import Driver
-from caboose.transport.flow import ReadGate
+from caboose.transport.flow import READY, ReadGate
 from caboose.transport.state import ServerState
 
 # Takes over the connection for an Upgrade request (and returns True), or declines.
@@ -63,11 +64,11 @@ class H1Driver(Driver):
         if self.lingering:
             return  # closing: read only so that the kernel has no cause to reset
         self.idle_since = None
-        self.handle(self.core.receive_data(data))
-        self._after_read()
-
-    def _after_read(self) -> None:
         core = self.core
+        self.handle(core.receive_data(data))
+        self._after_read(core)
+
+    def _after_read(self, core: H1Connection) -> None:
         if core.output or core.state is not ConnectionState.OPEN:
             self._flush()  # an error response from the parser, or a close to carry out
         if core.in_head:
@@ -88,7 +89,13 @@ class H1Driver(Driver):
             for token, handler in self.upgrades.items():
                 if has_token(event.upgrade, token) and handler(self, event):
                     return  # the connection speaks another protocol now
-        super().on_request(event)
+        stream = open_stream(self, self.info, event, self.state)
+        self.streams[event.stream_id] = stream
+        if self.active is None:
+            self.active = stream
+            self.run(stream)
+        else:
+            self.admit(stream)
 
     def admit(self, stream: HTTPStream) -> None:
         if self.active is None:
@@ -130,7 +137,7 @@ class H1Driver(Driver):
         elif core.resumable:  # an upgrade was declined: what followed the request is next
             self.idle_since = None
             self.handle(core.resume())
-            self._after_read()
+            self._after_read(core)
         else:
             self._became_idle()  # a partial next head keeps it busy: checked when the timer fires
 
@@ -164,7 +171,8 @@ class H1Driver(Driver):
 
     def writable(self, stream_id: int) -> Awaitable[None]:
         """HTTP/1.1 has no flow control of its own: only the socket pushes back."""
-        return self.write_gate.wait()
+        write_gate = self.write_gate
+        return READY if not write_gate.paused else write_gate.wait()
 
     def consumed(self, stream_id: int, size: int) -> None:
         assert self.read_gate is not None
