@@ -309,7 +309,7 @@ def test_broken_magic_over_tls_h2_gets_goaway_protocol_error(tmp_path: Path) -> 
 def test_a_flooding_client_reads_goaway_enhance_your_calm() -> None:
     """RFC 9113 §5.4.1: the GOAWAY with its code reaches the client, also while it keeps
     flooding after it. (This does not reproduce a TCP RST eating the GOAWAY, which the
-    lingering close in H2Protocol._terminate guards against: loopback here never showed it.)"""
+    lingering close in H2Driver.on_terminated guards against: loopback here never showed it.)"""
     from caboose.core.h2 import frames as fr
 
     with running(app) as server:
