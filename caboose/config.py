@@ -12,6 +12,7 @@ from caboose.errors import ConfigError
 LOOPS = ("auto", "asyncio", "uvloop")
 LIFESPANS = ("auto", "on", "off")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+WS_IMPLEMENTATIONS = ("auto", "none", "websockets")
 
 
 def _opt(help: str, group: str = "server", **cli: Any) -> Any:
@@ -131,6 +132,26 @@ class Config:
         default=30.0,
         metadata=_opt("Seconds a stream may wait for the client's window before reset.", "http2"),
     )
+    ws: str = field(
+        default="auto",
+        metadata=_opt(
+            "WebSocket: auto or websockets (the same), none to serve upgrades as plain HTTP.",
+            "websocket",
+            choices=WS_IMPLEMENTATIONS,
+        ),
+    )
+    ws_max_size: int = field(
+        default=16 * 1024 * 1024,
+        metadata=_opt("Largest WebSocket message, in bytes (1009 above).", "websocket"),
+    )
+    ws_max_queue: int = field(
+        default=32,
+        metadata=_opt("Received messages queued for the app before reading pauses.", "websocket"),
+    )
+    ws_close_timeout: float = field(
+        default=5.0,
+        metadata=_opt("Seconds to wait for the client's close frame after ours.", "websocket"),
+    )
     cancel_grace: float = field(
         default=1.0,
         metadata=_opt(
@@ -164,6 +185,13 @@ class Config:
             raise ConfigError(f"--lifespan must be one of {', '.join(LIFESPANS)}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+        if self.ws not in WS_IMPLEMENTATIONS:
+            raise ConfigError(f"--ws must be one of {', '.join(WS_IMPLEMENTATIONS)}")
+        for name in ("ws_max_size", "ws_max_queue"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.ws_close_timeout <= 0:
+            raise ConfigError("--ws-close-timeout must be positive")
         self._check_http2()
 
     def _check_http2(self) -> None:

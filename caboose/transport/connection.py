@@ -117,7 +117,7 @@ def log_access(stream: HTTPStream, outcome: str) -> None:
     access_logger.info(
         '%s - "%s %s HTTP/%s" %s %s',
         peer,
-        scope["method"],
+        scope.get("method", "WEBSOCKET"),
         target,
         scope["http_version"],
         stream.status or "-",

@@ -141,6 +141,11 @@ class H1Driver(Driver):
         else:
             self._became_idle()  # a partial next head keeps it busy: checked when the timer fires
 
+    def answer(self, stream_id: int, status: int, headers: Headers, body: bytes) -> None:
+        """Answer a request the driver took no stream for (a refused upgrade), then go on."""
+        self.core.send_response(stream_id, status, headers, body)
+        self.after_response()
+
     # -- StreamSink: what HTTPStream calls -----------------------------------------------------
 
     def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:

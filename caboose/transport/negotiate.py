@@ -20,10 +20,12 @@ import typing
 from caboose.core.events import Headers, RequestReceived
 from caboose.core.h2.frames import PREFACE
 from caboose.core.headers import has_token
+from caboose.core.ws_handshake import Refusal, read_offer
 from caboose.transport.driver import Driver
 from caboose.transport.http1 import H1Driver, UpgradeHandler
 from caboose.transport.http2 import H2Driver
 from caboose.transport.state import ServerState
+from caboose.transport.websocket import WSSession
 
 
 class Negotiator(asyncio.Protocol):
@@ -85,6 +87,8 @@ class Negotiator(asyncio.Protocol):
         upgrades: dict[bytes, UpgradeHandler] = {}
         if self.state.config.h2c_upgrade:
             upgrades[b"h2c"] = upgrade_to_h2c
+        if self.state.config.ws != "none":
+            upgrades[b"websocket"] = upgrade_to_websocket
         return H1Driver(self.state, upgrades)
 
 
@@ -113,6 +117,22 @@ def upgrade_to_h2c(driver: H1Driver, event: RequestReceived) -> bool:
         H2Driver(driver.state, upgrade=(settings, request)),
         driver.core.trailing_data(),
     )
+    return True
+
+
+def upgrade_to_websocket(driver: H1Driver, event: RequestReceived) -> bool:
+    """RFC 6455 §4.2: a valid opening handshake goes to a WebSocket session, where the app
+    accepts or denies it; an invalid one is answered here (400, or 426 naming version 13)."""
+    offer = read_offer(event)
+    if isinstance(offer, Refusal):
+        body = f"{offer.reason}\n".encode()
+        headers = [*offer.headers, (b"content-type", b"text/plain; charset=utf-8")]
+        driver.answer(event.stream_id, offer.status, headers, body)
+        return True
+    if driver.transport is None:
+        return False
+    leave(driver)
+    WSSession(driver.state, driver.info, driver.core, event, offer).start(driver.transport)
     return True
 
 

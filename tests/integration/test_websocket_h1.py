@@ -1,0 +1,222 @@
+"""WebSocket over HTTP/1.1 against a real server, with the ``websockets`` client library and
+raw sockets for what a well-behaved client never sends."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import struct
+from typing import Any
+
+import pytest
+import websockets
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.frames import Frame, Opcode
+
+from tests.h2peer import settle
+from tests.serving import running
+
+seen: list[Any] = []
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"plain http"})
+        return
+    await receive()  # websocket.connect
+    path = scope["path"]
+    if path == "/deny":
+        await send({"type": "websocket.close"})
+        return
+    if path == "/deny-body":
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b"who are you?"})
+        return
+    protocols = scope["subprotocols"]
+    await send({"type": "websocket.accept", "subprotocol": protocols[0] if protocols else None})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            seen.append(message)
+            return
+        if message.get("text") == "close please":
+            await send({"type": "websocket.close", "code": 4001, "reason": "as asked"})
+            return
+        await send({"type": "websocket.send", "text": message["text"], "bytes": message["bytes"]})
+
+
+def uri(port: int, path: str = "/echo") -> str:
+    return f"ws://127.0.0.1:{port}{path}"
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def test_echo_text_bytes_fragments_large_and_the_subprotocol() -> None:
+    async def client(port: int) -> None:
+        async with websockets.connect(uri(port), subprotocols=["chat"]) as ws:  # type: ignore[list-item]
+            assert ws.subprotocol == "chat"
+            await ws.send("héllo")
+            assert await ws.recv() == "héllo"
+            await ws.send(b"\x00\x01\x02")
+            assert await ws.recv() == b"\x00\x01\x02"
+            await ws.send(["frag", "mented"])
+            assert await ws.recv() == "fragmented"
+            big = os.urandom(1 << 20)
+            await ws.send(big)
+            assert await ws.recv() == big
+
+    with running(app) as server:
+        run(client(server.port))
+
+
+def test_the_apps_close_and_the_clients_close_reach_each_other() -> None:
+    async def client(port: int) -> tuple[int, str]:
+        async with websockets.connect(uri(port)) as ws:
+            await ws.send("close please")
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None
+            return closed.value.rcvd.code, closed.value.rcvd.reason
+
+    async def leaving(port: int) -> None:
+        async with websockets.connect(uri(port)) as ws:
+            await ws.send("x")
+            await ws.recv()
+            await ws.close(4002, "bye")
+
+    seen.clear()
+    with running(app) as server:
+        assert run(client(server.port)) == (4001, "as asked")
+        run(leaving(server.port))
+        assert settle(lambda: bool(seen))
+    assert seen == [{"type": "websocket.disconnect", "code": 4002, "reason": "bye"}]
+
+
+def test_a_close_before_the_accept_is_a_403_and_the_extension_denies_with_a_body() -> None:
+    async def client(port: int, path: str) -> Any:
+        with pytest.raises(websockets.InvalidStatus) as denied:
+            async with websockets.connect(uri(port, path)):
+                pass
+        return denied.value.response
+
+    with running(app) as server:
+        assert run(client(server.port, "/deny")).status_code == 403
+        response = run(client(server.port, "/deny-body"))
+        assert (response.status_code, response.body) == (401, b"who are you?")
+
+
+def handshake(key: bytes = b"dGhlIHNhbXBsZSBub25jZQ==", version: bytes = b"13") -> bytes:
+    return (
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: " + version + b"\r\n\r\n"
+    )
+
+
+def raw(port: int, data: bytes, *, until: bytes = b"\r\n\r\n") -> tuple[socket.socket, bytes]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(data)
+    got = b""
+    while until not in got:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return sock, got
+
+
+def test_a_bad_handshake_gets_400_and_a_wrong_version_426() -> None:
+    with running(app) as server:
+        sock, reply = raw(server.port, handshake(key=b"short"))
+        sock.close()
+        assert reply.startswith(b"HTTP/1.1 400 ") and b"Sec-WebSocket-Key" in reply
+        sock, reply = raw(server.port, handshake(version=b"8"))
+        sock.close()
+        assert reply.startswith(b"HTTP/1.1 426 ") and b"sec-websocket-version: 13" in reply
+
+
+def close_code_for(port: int, frame: Frame) -> int:
+    """Handshake by hand, send ``frame`` (masked, as a client must), read the server's close."""
+    sock, reply = raw(port, handshake())
+    with sock:
+        assert reply.startswith(b"HTTP/1.1 101 ")
+        sock.sendall(frame.serialize(mask=True))
+        data = reply.split(b"\r\n\r\n", 1)[1]
+        while len(data) < 4:
+            chunk = sock.recv(65536)
+            assert chunk, "closed without a close frame"
+            data += chunk
+    assert data[0] == 0x88, data  # FIN + CLOSE
+    return int(struct.unpack("!H", data[2:4])[0])
+
+
+def test_invalid_utf8_closes_with_1007_and_too_big_with_1009() -> None:
+    with running(app, ws_max_size=1000) as server:
+        assert close_code_for(server.port, Frame(Opcode.TEXT, b"ok \xff\xfe")) == 1007
+        assert close_code_for(server.port, Frame(Opcode.BINARY, b"x" * 2000)) == 1009
+
+
+def test_ws_none_serves_the_upgrade_as_plain_http() -> None:
+    with running(app, ws="none") as server:
+        sock, reply = raw(server.port, handshake(), until=b"plain http")
+        sock.close()
+    assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"plain http")
+
+
+def test_a_lost_connection_is_a_1006_disconnect() -> None:
+    seen.clear()
+    with running(app) as server:
+        sock, reply = raw(server.port, handshake())
+        assert reply.startswith(b"HTTP/1.1 101 ")
+        sock.close()
+        assert settle(lambda: bool(seen))
+    assert seen[0]["code"] == 1006
+
+
+def test_shutdown_closes_open_sockets_with_1001() -> None:
+    async def client(port: int, stop: Any) -> int:
+        async with websockets.connect(uri(port)) as ws:
+            await ws.send("x")
+            await ws.recv()
+            stop()
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None
+            return closed.value.rcvd.code
+
+    with running(app) as server:
+        assert run(client(server.port, server.request_exit)) == 1001
+
+
+async def starlette_echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    async for text in websocket.iter_text():
+        await websocket.send_text(text.upper())
+
+
+def test_a_starlette_websocket_endpoint() -> None:
+    starlette_app = Starlette(routes=[WebSocketRoute("/shout", starlette_echo)])
+
+    async def client(port: int) -> str:
+        async with websockets.connect(uri(port, "/shout")) as ws:
+            await ws.send("quiet")
+            return str(await ws.recv())
+
+    with running(starlette_app) as server:
+        assert run(client(server.port)) == "QUIET"
+
+
+def test_a_client_key_is_answered_with_its_accept_token() -> None:
+    key = base64.b64encode(os.urandom(16))
+    with running(app) as server:
+        sock, reply = raw(server.port, handshake(key=key))
+        sock.close()
+    from websockets.utils import accept_key
+
+    assert f"sec-websocket-accept: {accept_key(key.decode())}".encode() in reply
