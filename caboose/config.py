@@ -148,6 +148,18 @@ class Config:
         default=32,
         metadata=_opt("Received messages queued for the app before reading pauses.", "websocket"),
     )
+    ws_per_message_deflate: bool = field(
+        default=True,
+        metadata=_opt("Offer permessage-deflate compression (RFC 7692).", "websocket"),
+    )
+    ws_ping_interval: float | None = field(
+        default=20.0,
+        metadata=_opt("Seconds between keep-alive pings.", "websocket"),
+    )
+    ws_ping_timeout: float | None = field(
+        default=20.0,
+        metadata=_opt("Seconds a ping may wait for its pong before the close.", "websocket"),
+    )
     ws_close_timeout: float = field(
         default=5.0,
         metadata=_opt("Seconds to wait for the client's close frame after ours.", "websocket"),
@@ -190,6 +202,10 @@ class Config:
         for name in ("ws_max_size", "ws_max_queue"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("ws_ping_interval", "ws_ping_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
         if self.ws_close_timeout <= 0:
             raise ConfigError("--ws-close-timeout must be positive")
         self._check_http2()

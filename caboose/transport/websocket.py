@@ -17,7 +17,11 @@ import typing
 from collections.abc import Awaitable
 from typing import Any
 
+from websockets.exceptions import InvalidHeader, NegotiationError
+from websockets.extensions import Extension
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
+from websockets.headers import build_extension, parse_extension
 from websockets.protocol import Protocol, Side, State
 
 from caboose.asgi.websocket import ABNORMAL, WSStream
@@ -33,6 +37,28 @@ logger = logging.getLogger("caboose.error")
 _GOING_AWAY = 1001  # RFC 6455 §7.4.1: the server is going down
 _INVALID_TEXT = 1007
 _PRE_ACCEPT_LIMIT = 64 * 1024  # bytes a client may send before our 101 (it should send none)
+
+
+def negotiate_deflate(offers: list[bytes]) -> tuple[bytes | None, Extension | None]:
+    """RFC 7692 §5: take the first permessage-deflate offer we can honour, if any.
+
+    Inflation is bounded while it inflates: the protocol decodes each message with the
+    remaining ``--ws-max-size`` as its limit, so a small frame cannot grow without bound.
+    """
+    try:
+        parsed = [item for value in offers for item in parse_extension(value.decode("latin-1"))]
+    except (InvalidHeader, UnicodeDecodeError):
+        return None, None
+    factory = ServerPerMessageDeflateFactory()
+    for name, params in parsed:
+        if name != factory.name:
+            continue
+        try:
+            response, extension = factory.process_request_params(params, [])
+        except NegotiationError:
+            continue
+        return build_extension([(name, response)]).encode("latin-1"), extension
+    return None, None
 
 
 def websocket_scope(info: ConnectionInfo, event: RequestReceived, offer: Offer) -> dict[str, Any]:
@@ -70,6 +96,8 @@ class WSSession(GatedProtocol):
         self.text: codecs.IncrementalDecoder | None = None  # set while a text message arrives
         self.queued = 0  # messages fed to the app and not yet taken
         self.close_timer: asyncio.TimerHandle | None = None
+        self.ping_timer: asyncio.TimerHandle | None = None
+        self.ping_sent: float | None = None  # when the unanswered keep-alive ping went out
         self.outcome = ""
         self.logged = False
         self.ending = False
@@ -105,8 +133,9 @@ class WSSession(GatedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
-        if self.close_timer is not None:
-            self.close_timer.cancel()
+        for timer in (self.close_timer, self.ping_timer):
+            if timer is not None:
+                timer.cancel()
         ws = self.ws
         code = ws.close_code if ws is not None and ws.close_code is not None else ABNORMAL
         reason = ws.close_reason or "" if ws is not None else ""
@@ -134,7 +163,9 @@ class WSSession(GatedProtocol):
         elif opcode is Opcode.BINARY:
             self.text = None
         elif opcode is not Opcode.CONT:
-            if opcode is Opcode.CLOSE:
+            if opcode is Opcode.PONG:
+                self.ping_sent = None
+            elif opcode is Opcode.CLOSE:
                 received = self.ws.close_rcvd if self.ws is not None else None
                 if received is None:  # RFC 6455 §7.1.5: no status code in it
                     self.stream.closed(1005, "")
@@ -168,10 +199,18 @@ class WSSession(GatedProtocol):
     # -- WebSocketSink: what WSStream calls ----------------------------------------------------
 
     def accept(self, subprotocol: str | None, headers: Headers) -> None:
-        fields = acceptance(self.offer, subprotocol, None, headers)
+        config = self.state.config
+        offered, extension = None, None
+        if config.ws_per_message_deflate:
+            offered, extension = negotiate_deflate(self.offer.extensions)
+        fields = acceptance(self.offer, subprotocol, offered, headers)
         self.core.switch_protocols(self.stream_id, b"websocket", fields)
-        self.ws = Protocol(Side.SERVER, state=State.OPEN, max_size=self.state.config.ws_max_size)
+        self.ws = Protocol(Side.SERVER, state=State.OPEN, max_size=config.ws_max_size)
+        if extension is not None:
+            self.ws.extensions = [extension]
         self._write(self.core.data_to_send())
+        if config.ws_ping_interval is not None:
+            self.ping_timer = self.loop.call_later(config.ws_ping_interval, self._keep_alive)
         early = self.core.trailing_data() + self.early
         self.early = b""
         if early:
@@ -248,6 +287,28 @@ class WSSession(GatedProtocol):
             self._end()
         else:
             self.close(_GOING_AWAY, "server shutting down")
+
+    def _keep_alive(self) -> None:
+        """Ping every --ws-ping-interval; a pong later than --ws-ping-timeout closes (1011)."""
+        ws, config = self.ws, self.state.config
+        if ws is None or ws.state is not State.OPEN or config.ws_ping_interval is None:
+            return
+        now = self.loop.time()
+        timeout = config.ws_ping_timeout
+        if self.ping_sent is not None:
+            if timeout is not None and now - self.ping_sent >= timeout:
+                self._fail(1011, "keepalive ping timeout")
+                self._flush()
+                self._end()
+                return
+        else:
+            ws.send_ping(b"%08x" % int(now * 1000 % 2**32))
+            self.ping_sent = now
+            self._flush()
+        delay = config.ws_ping_interval
+        if self.ping_sent is not None and timeout is not None:
+            delay = min(delay, self.ping_sent + timeout - now)
+        self.ping_timer = self.loop.call_later(max(delay, 0.01), self._keep_alive)
 
     def _log(self, outcome: str) -> None:
         if self.logged or not self.state.config.access_log:

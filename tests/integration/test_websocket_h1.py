@@ -60,7 +60,7 @@ def run(coro: Any) -> Any:
 
 def test_echo_text_bytes_fragments_large_and_the_subprotocol() -> None:
     async def client(port: int) -> None:
-        async with websockets.connect(uri(port), subprotocols=["chat"]) as ws:  # type: ignore[list-item]
+        async with websockets.connect(uri(port), subprotocols=["chat"], max_size=2**21) as ws:  # type: ignore[list-item]
             assert ws.subprotocol == "chat"
             await ws.send("héllo")
             assert await ws.recv() == "héllo"
@@ -220,3 +220,91 @@ def test_a_client_key_is_answered_with_its_accept_token() -> None:
     from websockets.utils import accept_key
 
     assert f"sec-websocket-accept: {accept_key(key.decode())}".encode() in reply
+
+
+def test_permessage_deflate_is_negotiated_and_used() -> None:
+    async def client(port: int) -> list[Any]:
+        async with websockets.connect(uri(port), compression="deflate") as ws:
+            text = "compressible " * 50_000
+            await ws.send(text)
+            assert await ws.recv() == text
+            return list(ws.protocol.extensions)
+
+    with running(app) as server:
+        extensions = run(client(server.port))
+    assert [type(e).__name__ for e in extensions] == ["PerMessageDeflate"]
+
+
+def test_deflate_can_be_turned_off() -> None:
+    async def client(port: int) -> list[Any]:
+        async with websockets.connect(uri(port), compression="deflate") as ws:
+            return list(ws.protocol.extensions)
+
+    with running(app, ws_per_message_deflate=False) as server:
+        assert run(client(server.port)) == []
+
+
+def test_a_compressed_bomb_is_stopped_while_it_inflates() -> None:
+    """100 KB of zeros compress to about 100 bytes; the server inflates no more than
+    --ws-max-size of it and closes with 1009."""
+
+    async def client(port: int) -> int:
+        async with websockets.connect(uri(port), compression="deflate", max_size=None) as ws:
+            await ws.send(b"\x00" * 100_000)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None
+            return closed.value.rcvd.code
+
+    with running(app, ws_max_size=10_000) as server:
+        assert run(client(server.port)) == 1009
+
+
+def test_keep_alive_pings_keep_a_live_client_and_drop_a_silent_one() -> None:
+    async def live(port: int) -> None:
+        async with websockets.connect(uri(port)) as ws:  # it answers pings by itself
+            await asyncio.sleep(1.0)
+            await ws.send("still here")
+            assert await ws.recv() == "still here"
+
+    with running(app, ws_ping_interval=0.2, ws_ping_timeout=0.3) as server:
+        run(live(server.port))
+        sock, reply = raw(server.port, handshake())  # never reads, never answers a ping
+        with sock:
+            assert reply.startswith(b"HTTP/1.1 101 ")
+            data = reply.split(b"\r\n\r\n", 1)[1]
+            sock.settimeout(5)
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data[0] == 0x89  # the ping came first (FIN + PING)
+        close = data[data.index(b"\x88") :]
+        assert struct.unpack("!H", close[2:4])[0] == 1011
+
+
+def test_a_slow_app_makes_the_server_stop_reading() -> None:
+    """--ws-max-queue messages wait for the app; beyond them the server reads no more, so the
+    client's sends back up instead of the server's memory."""
+    received: list[int] = []
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            received.append(len(message["bytes"]))
+            if len(received) == 1:
+                await asyncio.sleep(1.5)  # the app falls behind once
+
+    async def client(port: int) -> float:
+        async with websockets.connect(uri(port), compression=None, write_limit=1) as ws:
+            started = asyncio.get_running_loop().time()
+            for _ in range(400):
+                await ws.send(b"x" * 65536)  # 25 MiB in all: more than socket buffers hold
+            return asyncio.get_running_loop().time() - started
+
+    with running(slow, ws_max_queue=4) as server:
+        elapsed = run(client(server.port))
+        assert settle(lambda: len(received) == 400, 10)
+    assert elapsed >= 1.0, "the client was never held back"
