@@ -308,3 +308,55 @@ def test_a_slow_app_makes_the_server_stop_reading() -> None:
         elapsed = run(client(server.port))
         assert settle(lambda: len(received) == 400, 10)
     assert elapsed >= 1.0, "the client was never held back"
+
+
+def test_wss_over_tls_with_the_scheme_in_the_scope(tmp_path: Any) -> None:
+    import ssl
+
+    from tests.tls import issue_certificate
+
+    files = issue_certificate(tmp_path)
+    schemes: list[str] = []
+
+    async def tls_app(scope: Any, receive: Any, send: Any) -> None:
+        schemes.append(scope["scheme"])
+        await app(scope, receive, send)
+
+    async def client(port: int) -> str:
+        context = ssl.create_default_context(cafile=str(files.ca))
+        async with websockets.connect(f"wss://127.0.0.1:{port}/echo", ssl=context) as ws:
+            await ws.send("secret")
+            return str(await ws.recv())
+
+    with running(tls_app, **files.server_options()) as server:
+        assert run(client(server.port)) == "secret"
+    assert schemes == ["wss"]
+
+
+def test_each_socket_is_logged_once_with_how_it_ended(caplog: Any) -> None:
+    import logging
+
+    async def client(port: int) -> None:
+        async with websockets.connect(uri(port, "/logged")) as ws:
+            await ws.send("x")
+            await ws.recv()
+        with pytest.raises(websockets.InvalidStatus):
+            async with websockets.connect(uri(port, "/deny")):
+                pass
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "caboose.access"]
+
+    with (
+        caplog.at_level(logging.INFO, logger="caboose.access"),
+        running(app, access_log=True) as server,
+    ):
+        run(client(server.port))
+        assert settle(lambda: sum("/deny" in line for line in lines()) == 1)
+        assert settle(lambda: any("/logged" in line for line in lines()))
+    logged = lines()
+    assert [line for line in logged if "/logged" in line] == [
+        line for line in logged if line.endswith('"WEBSOCKET /logged HTTP/1.1" 101 closed')
+    ]
+    assert len([line for line in logged if "/logged" in line]) == 1
+    assert any(line.endswith('"WEBSOCKET /deny HTTP/1.1" 403 denied') for line in logged)
