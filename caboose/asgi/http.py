@@ -68,6 +68,12 @@ class StreamSink(Protocol):
     def reset(self, stream_id: int) -> None: ...
 
 
+def wake(waiter: asyncio.Future[None] | None) -> None:
+    """Resolve the future a receive() sleeps on, if there is one and it still waits."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 class ResponseState(Enum):
     START = "start"  # nothing sent yet
     HEAD = "head"  # http.response.start received, held until the first body
@@ -173,11 +179,8 @@ class HTTPStream:
         return self.state is ResponseState.DONE
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiter, self._waiter = self._waiter, None
+        wake(waiter)
 
     # -- ASGI receive ----------------------------------------------------------------------
 

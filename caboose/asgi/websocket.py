@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Iterable
 from enum import Enum
 from typing import Any, Protocol
 
-from caboose.asgi.http import ASGIApp, Message, Scope
+from caboose.asgi.http import ASGIApp, Message, Scope, wake
 from caboose.core.events import Headers
 from caboose.errors import ClientDisconnected
 
@@ -91,11 +91,8 @@ class WSStream:
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiter, self._waiter = self._waiter, None
+        wake(waiter)
 
     # -- ASGI receive ----------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from caboose.asgi.http import HTTPStream, StreamSink
 from caboose.asgi.scope import ScopeBuilder, apply_proxy_headers, is_trusted
+from caboose.asgi.websocket import WSStream
 from caboose.core.events import RequestReceived
 from caboose.transport.state import ServerState
 
@@ -105,7 +106,7 @@ def open_stream(
     )
 
 
-def log_access(stream: HTTPStream, outcome: str) -> None:
+def log_access(stream: HTTPStream | WSStream, outcome: str) -> None:
     """One line per exchange: who, what, the status (``-`` if none was sent), how it ended
     (completed, client disconnected, reset, app error, refused, write timeout)."""
     scope = stream.scope

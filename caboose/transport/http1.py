@@ -91,15 +91,12 @@ class H1Driver(Driver):
                     return  # the connection speaks another protocol now
         stream = open_stream(self, self.info, event, self.state)
         self.streams[event.stream_id] = stream
-        if self.active is None:
-            self.active = stream
-            self.run(stream)
-        else:
-            self.admit(stream)
+        self.admit(stream)
 
     def admit(self, stream: HTTPStream) -> None:
         if self.active is None:
-            self._start(stream)
+            self.active = stream
+            self.run(stream)
         else:
             self.waiting.append(stream)
             # Pipelined requests wait their turn; stop reading more of them meanwhile.

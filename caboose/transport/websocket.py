@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
-import typing
 from collections.abc import Awaitable
 from typing import Any
 
@@ -314,4 +313,4 @@ class WSSession(GatedProtocol):
         if self.logged or not self.state.config.access_log:
             return
         self.logged = True
-        log_access(typing.cast(Any, self.stream), self.outcome or outcome)
+        log_access(self.stream, self.outcome or outcome)
