@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run grpc-example test lint tools bench bench-core clean
+.PHONY: run grpc-example test lint tools bench bench-core autobahn clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ GRPC_APP ?= connect_app
 grpc-example: $(STAMP)
 	$(BIN)/caboose examples.grpc_echo.$(GRPC_APP):app --host 127.0.0.1 --port 50051
 
-# Debian tools the integration tests drive (curl, nghttp, h2load, nginx).
+# Debian tools the integration tests drive (curl, nghttp, h2load, nginx, chromium).
 tools:
 	@bash scripts/install-tools.sh
 
@@ -39,6 +39,12 @@ lint: $(STAMP)
 test: $(STAMP) tools lint
 	PYTHONNODEBUGRANGES=1 $(BIN)/pytest
 
+# The Autobahn|Testsuite fuzzing client, every case group but 9 (performance), against a
+# WebSocket echo endpoint (scripts/autobahn.py; it installs the suite for Python 2.7).
+# AUTOBAHN_ARGS="--cases '1.*' --report DIR" narrows the run and keeps the HTML report.
+autobahn: $(STAMP)
+	$(BIN)/python scripts/autobahn.py $(AUTOBAHN_ARGS)
+
 bench: $(STAMP)
 	bash benchmarks/run.sh
 
@@ -46,4 +52,4 @@ bench-core: $(STAMP)
 	$(BIN)/python benchmarks/core_h2.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .autobahn

@@ -1,4 +1,4 @@
-"""The bundled demo app (``make run``): what caboose is for, in four endpoints."""
+"""The bundled demo app (``make run``): what caboose is for, in six endpoints."""
 
 from __future__ import annotations
 
@@ -26,7 +26,43 @@ and <code>server-timing</code> trailers. Try
 request trailers prefixed <code>echo-trailer-</code>: as response headers when the body came
 in one piece, as response trailers (ask with <code>TE: trailers</code>) when it streamed.</li>
 <li><a href="/stream">/stream</a>: server-sent events, one a second, five in all.</li>
+<li><a href="/chat">/chat</a>: a page whose WebSocket (<code>/ws</code>) echoes what you type
+and says which HTTP version carries it (HTTP/2 by RFC 8441 when the page came over HTTP/2).</li>
 </ul>
+</body></html>
+"""
+
+
+CHAT = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>caboose: WebSocket</title></head>
+<body>
+<h1>WebSocket echo</h1>
+<p id="status">connecting...</p>
+<form id="form"><input id="text" autocomplete="off" autofocus> <button>send</button></form>
+<ul id="log"></ul>
+<script>
+const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+const socket = new WebSocket(scheme + location.host + "/ws");
+const status = document.getElementById("status");
+window.received = [];
+function show(text) {
+  const item = document.createElement("li");
+  item.textContent = text;
+  document.getElementById("log").append(item);
+}
+socket.onopen = () => { status.textContent = "open"; window.socketOpen = true; };
+socket.onmessage = (event) => { window.received.push(event.data); show(event.data); };
+socket.onclose = (event) => {
+  status.textContent = "closed (" + event.code + ")";
+  window.closedWith = event.code;
+};
+document.getElementById("form").onsubmit = (event) => {
+  event.preventDefault();
+  const input = document.getElementById("text");
+  socket.send(input.value);
+  input.value = "";
+};
+</script>
 </body></html>
 """
 
@@ -35,9 +71,18 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
+    if scope["type"] == "websocket":
+        await _ws(scope, receive, send)
+        return
     if scope["type"] != "http":
         return
-    routes = {"/": _index, "/trailers": _trailers, "/echo": _echo, "/stream": _stream}
+    routes = {
+        "/": _index,
+        "/trailers": _trailers,
+        "/echo": _echo,
+        "/stream": _stream,
+        "/chat": _chat,
+    }
     handler = routes.get(scope["path"], _not_found)
     await handler(scope, receive, send)
 
@@ -123,3 +168,27 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
         if number < 5:
             await asyncio.sleep(1.0)
     await send({"type": "http.response.body", "body": b""})
+
+
+async def _chat(scope: Scope, receive: Receive, send: Send) -> None:
+    await _respond(send, 200, b"text/html; charset=utf-8", CHAT)
+
+
+async def _ws(scope: Scope, receive: Receive, send: Send) -> None:
+    """Echo each message back; the first says which HTTP version carries the socket."""
+    await receive()  # websocket.connect
+    if scope["path"] != "/ws":
+        await send({"type": "websocket.close"})  # a 403 for the handshake
+        return
+    await send({"type": "websocket.accept"})
+    version = scope["http_version"]
+    await send({"type": "websocket.send", "text": f"connected over HTTP/{version}"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+        else:
+            await send({"type": "websocket.send", "text": "echo: " + text})

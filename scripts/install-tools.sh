@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Install the Debian tools the test suite drives, when they are missing: curl, nghttp and
-# h2load (nghttp2-client), nginx (the gRPC reverse proxy of tests/grpc).
+# h2load (nghttp2-client), nginx (the gRPC reverse proxy of tests/grpc), and Chromium with
+# its WebDriver (the browser test of WebSocket over HTTP/2).
 #
 # Installing nginx must not start Debian's own nginx service (it would listen on port 80 of
 # every interface), so a policy-rc.d that forbids service starts is put in place for the
 # install when none exists, and removed afterwards.
 set -euo pipefail
 
-declare -A package_of=([curl]=curl [nghttp]=nghttp2-client [h2load]=nghttp2-client [nginx]=nginx)
+declare -A package_of=(
+    [curl]=curl [nghttp]=nghttp2-client [h2load]=nghttp2-client [nginx]=nginx
+    [chromium]=chromium [chromedriver]=chromium-driver
+)
 missing=()
 for command in "${!package_of[@]}"; do
     command -v "$command" >/dev/null || missing+=("${package_of[$command]}")

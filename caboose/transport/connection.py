@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Any
+from typing import Any, Protocol
 
-from caboose.asgi.http import HTTPStream, StreamSink
+from caboose.asgi.http import HTTPStream, Scope, StreamSink
 from caboose.asgi.scope import ScopeBuilder, apply_proxy_headers, is_trusted
-from caboose.asgi.websocket import WSStream
 from caboose.core.events import RequestReceived
 from caboose.transport.state import ServerState
 
@@ -106,7 +105,17 @@ def open_stream(
     )
 
 
-def log_access(stream: HTTPStream | WSStream, outcome: str) -> None:
+class Logged(Protocol):
+    """What the access log reads of an exchange (HTTP or WebSocket)."""
+
+    @property
+    def scope(self) -> Scope: ...
+
+    @property
+    def status(self) -> int: ...
+
+
+def log_access(stream: Logged, outcome: str) -> None:
     """One line per exchange: who, what, the status (``-`` if none was sent), how it ended
     (completed, client disconnected, reset, app error, refused, write timeout)."""
     scope = stream.scope

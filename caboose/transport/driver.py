@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import typing
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
+from typing import Any
 
-from caboose.asgi.http import HTTPStream
+from caboose.asgi.http import ASGIApp, Scope
 from caboose.core.events import (
     ConnectionTerminated,
     DataReceived,
@@ -67,6 +68,31 @@ class ServerCore(typing.Protocol):
     def data_to_send(self) -> bytes | bytearray: ...
 
 
+class Exchange(typing.Protocol):
+    """What a driver needs of one stream: an HTTPStream (asgi/http.py), or on HTTP/2 also
+    a WebSocket (transport/websocket.py: H2WebSocket)."""
+
+    stream_id: int
+    status: int
+    outcome: str
+    task: asyncio.Task[None] | None
+
+    @property
+    def scope(self) -> Scope: ...
+
+    def run(self, app: ASGIApp) -> Coroutine[Any, Any, None]: ...
+
+    def feed_body(self, data: bytes) -> None: ...
+
+    def feed_trailers(self, headers: Headers) -> None: ...
+
+    def end_body(self) -> None: ...
+
+    def disconnect(self) -> None: ...
+
+    def cancel_later(self, grace: float) -> None: ...
+
+
 if typing.TYPE_CHECKING:  # mypy proves that both cores offer the whole interface
     from caboose.core.h1 import H1Connection
     from caboose.core.h2.connection import H2Connection
@@ -86,7 +112,7 @@ class Driver(GatedProtocol):
         self.state = state
         self.loop = asyncio.get_running_loop()
         self.create_task = task_starter(self.loop)
-        self.streams: dict[int, HTTPStream] = {}
+        self.streams: dict[int, Exchange] = {}
         self.transport: asyncio.Transport | None = None
         self.lingering = False  # the close has begun (half-closed, draining the input)
 
@@ -146,7 +172,7 @@ class Driver(GatedProtocol):
         self.streams[event.stream_id] = stream
         self.admit(stream)
 
-    def run(self, stream: HTTPStream) -> None:
+    def run(self, stream: Exchange) -> None:
         """Start the stream's app, or answer 503 when the server is full or stopping."""
         state = self.state
         if state.shutting_down or state.over_capacity():
@@ -174,14 +200,14 @@ class Driver(GatedProtocol):
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
-    def response_done(self, stream: HTTPStream) -> None:
+    def response_done(self, stream: Exchange) -> None:
         """The response's last byte is handed to the core."""
         self.streams.pop(stream.stream_id, None)
         if self.state.config.access_log:
             log_access(stream, stream.outcome or "completed")
         self.after_response()
 
-    def log_unfinished(self, stream: HTTPStream, outcome: str) -> None:
+    def log_unfinished(self, stream: Exchange, outcome: str) -> None:
         """An exchange that ended before its response reached the core: logged once, with
         how it ended (its own outcome, such as an app error, when it has one)."""
         if self.state.config.access_log:
@@ -195,7 +221,7 @@ class Driver(GatedProtocol):
 
     # -- hooks ---------------------------------------------------------------------------------
 
-    def admit(self, stream: HTTPStream) -> None:
+    def admit(self, stream: Exchange) -> None:
         """A new stream: run it now (HTTP/2) or when its turn comes (HTTP/1.1)."""
         self.run(stream)
 

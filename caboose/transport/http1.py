@@ -12,12 +12,11 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 
-from caboose.asgi.http import HTTPStream
 from caboose.core.events import DataReceived, Headers, RequestReceived
 from caboose.core.h1 import ConnectionState, H1Connection
 from caboose.core.headers import has_token
 from caboose.transport.connection import open_stream
-from caboose.transport.driver import Driver
+from caboose.transport.driver import Driver, Exchange
 from caboose.transport.flow import READY, ReadGate
 from caboose.transport.state import ServerState
 
@@ -42,8 +41,8 @@ class H1Driver(Driver):
         )
         self.core.default_headers = state.default_headers
         self.upgrades = upgrades or {}
-        self.waiting: deque[HTTPStream] = deque()  # pipelined requests behind the active one
-        self.active: HTTPStream | None = None
+        self.waiting: deque[Exchange] = deque()  # pipelined requests behind the active one
+        self.active: Exchange | None = None
         self.read_gate: ReadGate | None = None
         # Timers are armed rarely and checked lazily: arming and cancelling one per request
         # would cost more than the rest of a hello-world response.
@@ -93,7 +92,7 @@ class H1Driver(Driver):
         self.streams[event.stream_id] = stream
         self.admit(stream)
 
-    def admit(self, stream: HTTPStream) -> None:
+    def admit(self, stream: Exchange) -> None:
         if self.active is None:
             self.active = stream
             self.run(stream)
@@ -103,7 +102,7 @@ class H1Driver(Driver):
             assert self.read_gate is not None
             self.read_gate.pause()
 
-    def _start(self, stream: HTTPStream) -> None:
+    def _start(self, stream: Exchange) -> None:
         self.active = stream
         self.run(stream)
 

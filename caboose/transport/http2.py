@@ -18,10 +18,12 @@ from caboose.core.events import DataReceived, Headers, RequestReceived
 from caboose.core.h2.connection import H2Connection
 from caboose.core.h2.limits import FloodGuard
 from caboose.core.h2.settings import SettingCode
+from caboose.core.ws_handshake import Refusal, read_offer
 from caboose.errors import ErrorCode, LocalProtocolError
 from caboose.transport.driver import Driver
 from caboose.transport.flow import READY
 from caboose.transport.state import ServerState
+from caboose.transport.websocket import H2WebSocket
 
 logger = logging.getLogger("caboose.error")
 
@@ -32,12 +34,15 @@ SETTINGS_ACK_TIMEOUT = 10.0  # seconds the client has to acknowledge our SETTING
 
 def local_settings(state: ServerState) -> dict[int, int]:
     config = state.config
-    return {
+    settings: dict[int, int] = {
         SettingCode.MAX_CONCURRENT_STREAMS: config.http2_max_concurrent_streams,
         SettingCode.MAX_HEADER_LIST_SIZE: config.http2_max_header_list_size,
         SettingCode.MAX_FRAME_SIZE: config.http2_max_frame_size,
         SettingCode.INITIAL_WINDOW_SIZE: config.http2_stream_window,
     }
+    if config.ws != "none":
+        settings[SettingCode.ENABLE_CONNECT_PROTOCOL] = 1  # WebSocket over HTTP/2 (RFC 8441 §3)
+    return settings
 
 
 class HeldOutput:
@@ -143,7 +148,34 @@ class H2Driver(Driver):
                     break
             else:  # HTTP/1.1 apps read the authority from Host (RFC 9113 §8.3.1)
                 headers.insert(0, (b"host", event.authority))
-        super().on_request(event)
+        if event.protocol:
+            self._extended_connect(event)
+        else:
+            super().on_request(event)
+
+    def _extended_connect(self, event: RequestReceived) -> None:
+        """RFC 8441 §4: a CONNECT with :protocol. ``websocket`` opens a WebSocket on this
+        stream (the app accepts with a 200 or denies); other protocols are not served."""
+        stream_id = event.stream_id
+        if event.protocol != b"websocket":
+            self._refuse(stream_id, 501, "unsupported :protocol (RFC 8441 §4)")
+            return
+        offer = read_offer(event)
+        if isinstance(offer, Refusal):
+            self._refuse(stream_id, offer.status, offer.reason, offer.headers)
+            return
+        socket = H2WebSocket(self, self.info, event, offer)
+        self.streams[stream_id] = socket
+        self.run(socket)
+
+    def _refuse(
+        self, stream_id: int, status: int, reason: str, headers: Headers | None = None
+    ) -> None:
+        body = f"{reason}\n".encode()
+        fields = [*(headers or ()), (b"content-type", b"text/plain; charset=utf-8")]
+        self.core.send_head(stream_id, status, self._with_defaults(fields, len(body)))
+        self.core.send_data(stream_id, body, True)
+        self._schedule_flush()
 
     def on_data(self, event: DataReceived) -> None:
         stream = self.streams.get(event.stream_id)
@@ -358,16 +390,16 @@ class H2Driver(Driver):
         self.core.acknowledge(stream_id, size)
         self._schedule_flush()
 
-    def reset(self, stream_id: int) -> None:
+    def reset(self, stream_id: int, error_code: int = ErrorCode.INTERNAL_ERROR) -> None:
         """The app failed after its response began, or its output stalled: RST_STREAM
-        INTERNAL_ERROR (§8.1)."""
+        INTERNAL_ERROR (§8.1). (A WebSocket that gives up sends CANCEL, RFC 8441 §5.)"""
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
             stream.disconnect()
             self.log_unfinished(stream, "reset")
         self._drop_held(stream_id)
         with contextlib.suppress(LocalProtocolError):  # already closed on the wire
-            self.core.reset_stream(stream_id, ErrorCode.INTERNAL_ERROR)
+            self.core.reset_stream(stream_id, error_code)
         self._schedule_flush()
         self._close_if_done()
 
@@ -414,4 +446,7 @@ class H2Driver(Driver):
                 self.handle(self.core.goaway(ErrorCode.NO_ERROR))
             self.closing = True
             self._flush()
+            for stream in list(self.streams.values()):
+                if isinstance(stream, H2WebSocket):
+                    stream.shutdown()  # 1001, then END_STREAM once the client answers
         self._close_if_done()

@@ -4,7 +4,9 @@
 - Cleartext with HTTP/2 enabled: the first bytes tell; the client preface (RFC 9113 §3.3,
   prior knowledge) means HTTP/2, anything else HTTP/1.1.
 - An HTTP/1.1 request with ``Upgrade: h2c`` (RFC 7540 §3.2), when enabled: 101, then HTTP/2
-  with that request as stream 1. (The WebSocket upgrade joins it here.)
+  with that request as stream 1.
+- An HTTP/1.1 request with ``Upgrade: websocket`` (RFC 6455 §4): a WebSocket session.
+  (On HTTP/2, WebSocket is a stream of the HTTP/2 driver: RFC 8441's extended CONNECT.)
 
 The drivers know nothing of each other: the HTTP/1.1 driver is given the upgrade handlers,
 and each hand-over goes through ``hand_over``.
@@ -25,7 +27,7 @@ from caboose.transport.driver import Driver
 from caboose.transport.http1 import H1Driver, UpgradeHandler
 from caboose.transport.http2 import H2Driver
 from caboose.transport.state import ServerState
-from caboose.transport.websocket import WSSession
+from caboose.transport.websocket import H1WebSocket
 
 
 class Negotiator(asyncio.Protocol):
@@ -132,7 +134,7 @@ def upgrade_to_websocket(driver: H1Driver, event: RequestReceived) -> bool:
     if driver.transport is None:
         return False
     leave(driver)
-    WSSession(driver.state, driver.info, driver.core, event, offer).start(driver.transport)
+    H1WebSocket(driver.state, driver.info, driver.core, event, offer).start(driver.transport)
     return True
 
 

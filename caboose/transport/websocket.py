@@ -1,41 +1,58 @@
-"""WebSocket over HTTP/1.1 (RFC 6455): the session behind an accepted ``Upgrade: websocket``.
+"""WebSocket sessions: the sink of a WSStream, over HTTP/1.1 (RFC 6455) or HTTP/2 (RFC 8441).
 
-The negotiator hands the connection to a ``WSSession`` as soon as a valid opening handshake
-arrives. The app answers it through ``WSStream``: an accept becomes the 101 (written by the
-HTTP/1.1 core), a close or a ``websocket.http.response`` an ordinary HTTP response. From the
-101 on, frames go through the sans-I/O protocol of the ``websockets`` library, which answers
-pings and echoes the close; this module assembles messages, checks UTF-8 as text arrives
-(1007), and turns the socket's ends into the app's ``websocket.disconnect``.
+A session starts when a valid opening handshake arrives and the app has been called. The
+app answers it through ``WSStream``: an accept becomes the 101 (HTTP/1.1) or the 200 (HTTP/2),
+a close or a ``websocket.http.response`` an ordinary HTTP response. From the acceptance on,
+``core/ws.py`` turns bytes into messages and back. ``WSSession`` does everything that does not
+depend on what carries the bytes: the receive queue (``--ws-max-queue``), keep-alive pings,
+the close timeout, shutdown with 1001. Its two carriers differ in a few hooks:
+
+- ``H1WebSocket`` owns the TCP connection (it is the asyncio protocol from the 101 on); the
+  end of the byte stream is the lingering close, pausing input is pausing the socket.
+- ``H2WebSocket`` is one stream of an ``H2Driver``, beside ordinary requests; it sends DATA
+  under flow control, ends with END_STREAM, gives up with RST_STREAM(CANCEL) (RFC 8441 §5),
+  and holds the stream's window credit to pause input.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
-import logging
-from collections.abc import Awaitable
+import contextlib
+import typing
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from websockets.exceptions import InvalidHeader, NegotiationError
 from websockets.extensions import Extension
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.frames import Frame, Opcode
 from websockets.headers import build_extension, parse_extension
-from websockets.protocol import Protocol, Side, State
 
-from caboose.asgi.websocket import ABNORMAL, WSStream
+from caboose.asgi.http import ASGIApp, Scope
+from caboose.asgi.scope import apply_proxy_headers
+from caboose.asgi.websocket import WSStream
 from caboose.core.events import Headers, RequestReceived
 from caboose.core.h1 import H1Connection
+from caboose.core.ws import (
+    ABNORMAL,
+    CloseReceived,
+    Failed,
+    MessageReceived,
+    PongReceived,
+    WSConnection,
+    WSEvent,
+)
 from caboose.core.ws_handshake import Offer, acceptance
+from caboose.errors import ErrorCode, LocalProtocolError
 from caboose.transport.connection import ConnectionInfo, log_access
 from caboose.transport.flow import READY, GatedProtocol, close_lingering
 from caboose.transport.state import ServerState
 
-logger = logging.getLogger("caboose.error")
+if typing.TYPE_CHECKING:
+    from caboose.transport.http2 import H2Driver
 
 _GOING_AWAY = 1001  # RFC 6455 §7.4.1: the server is going down
-_INVALID_TEXT = 1007
-_PRE_ACCEPT_LIMIT = 64 * 1024  # bytes a client may send before our 101 (it should send none)
+_KEEPALIVE_TIMEOUT = 1011
+_PRE_ACCEPT_LIMIT = 64 * 1024  # bytes a client may send before our acceptance (it should not)
 
 
 def negotiate_deflate(offers: list[bytes]) -> tuple[bytes | None, Extension | None]:
@@ -60,18 +77,210 @@ def negotiate_deflate(offers: list[bytes]) -> tuple[bytes | None, Extension | No
     return None, None
 
 
-def websocket_scope(info: ConnectionInfo, event: RequestReceived, offer: Offer) -> dict[str, Any]:
+def websocket_scope(
+    info: ConnectionInfo, state: ServerState, event: RequestReceived, offer: Offer
+) -> dict[str, Any]:
     """The ASGI ``websocket`` scope: the request's, as a socket (ASGI spec 2.4)."""
     scope = info.scopes.http(event, {"websocket.http.response": {}})
     del scope["method"]
+    if info.behind_proxy:
+        apply_proxy_headers(scope, event.headers, state.trusted_proxies)
     scope["type"] = "websocket"
-    scope["scheme"] = "wss" if info.scheme == "https" else "ws"
+    scope["scheme"] = "wss" if scope["scheme"] in ("https", "wss") else "ws"
     scope["subprotocols"] = offer.subprotocols
     return scope
 
 
-class WSSession(GatedProtocol):
-    """One WebSocket over HTTP/1.1, from the opening handshake to the closed connection."""
+class WSSession:
+    """One WebSocket as the server runs it, whatever carries its bytes."""
+
+    def __init__(self, state: ServerState, scope: dict[str, Any], offer: Offer) -> None:
+        self.state = state
+        self.loop = asyncio.get_running_loop()
+        self.offer = offer
+        self.stream = WSStream(self, scope)
+        self.ws: WSConnection | None = None  # from the acceptance on
+        self.early = b""  # bytes before the acceptance
+        self.queued = 0  # messages fed to the app and not yet taken
+        self.input_paused = False
+        self.close_timer: asyncio.TimerHandle | None = None
+        self.ping_timer: asyncio.TimerHandle | None = None
+        self.ping_sent: float | None = None  # when the unanswered keep-alive ping went out
+        self.outcome = ""
+
+    # -- hooks of the carrier ------------------------------------------------------------------
+
+    def send_acceptance(self, fields: Headers) -> None:
+        raise NotImplementedError
+
+    def send_denial(self, status: int, headers: Headers) -> None:
+        raise NotImplementedError
+
+    def send_denial_body(self, body: bytes, *, end: bool) -> None:
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def end(self) -> None:
+        """End the byte stream in order (the closing handshake is over, or it failed)."""
+        raise NotImplementedError
+
+    def give_up(self) -> None:
+        """The peer never finished the closing handshake: drop the byte stream."""
+        self.end()
+
+    def pause_input(self) -> None:
+        raise NotImplementedError
+
+    def resume_input(self) -> None:
+        raise NotImplementedError
+
+    def writable(self) -> Awaitable[None]:
+        raise NotImplementedError
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        ws = self.ws
+        if ws is None:
+            self.early += data  # a client must wait for the acceptance (RFC 6455 §4.1)
+            if len(self.early) > _PRE_ACCEPT_LIMIT:
+                self.give_up()
+            return
+        self.handle(ws.receive_data(data))
+
+    def receive_eof(self) -> None:
+        """The peer ended its byte stream: without a close frame, that is a 1006."""
+        if self.ws is not None:
+            self.handle(self.ws.receive_eof())
+        self.stream.closed(ABNORMAL, "")
+
+    def handle(self, events: list[WSEvent]) -> None:
+        stream = self.stream
+        for event in events:
+            match event:
+                case MessageReceived(data=data):
+                    stream.feed_message(data)
+                    self.queued += 1
+                    if self.queued >= self.state.config.ws_max_queue and not self.input_paused:
+                        self.input_paused = True  # the app is behind: the client waits
+                        self.pause_input()
+                case CloseReceived(code=code, reason=reason) | Failed(code=code, reason=reason):
+                    stream.closed(code, reason)
+                case PongReceived():
+                    self.ping_sent = None
+        self.flush()
+        ws = self.ws
+        if ws is not None and ws.closing_done and not ws.ended:
+            self.end()  # RFC 6455 §7.1.1: the server ends the byte stream first
+
+    # -- WebSocketSink: what WSStream calls ----------------------------------------------------
+
+    def accept(self, subprotocol: str | None, headers: Headers) -> None:
+        config = self.state.config
+        offered, extension = None, None
+        if config.ws_per_message_deflate:
+            offered, extension = negotiate_deflate(self.offer.extensions)
+        self.send_acceptance(acceptance(self.offer, subprotocol, offered, headers))
+        self.ws = WSConnection(
+            max_size=config.ws_max_size, extensions=[extension] if extension else []
+        )
+        if config.ws_ping_interval is not None:
+            self.ping_timer = self.loop.call_later(config.ws_ping_interval, self._keep_alive)
+        early, self.early = self.early, b""
+        if early:
+            self.receive(early)
+
+    def deny(self, status: int, headers: Headers) -> None:
+        self.send_denial(status, headers)
+
+    def deny_body(self, body: bytes, *, more: bool) -> None:
+        if not more:
+            self.outcome = "denied"
+        self.send_denial_body(body, end=not more)
+
+    def send_message(self, data: bytes | str) -> None:
+        ws = self.ws
+        if ws is None or not ws.open:
+            return  # the close is under way: the app hears it from receive()
+        ws.send_message(data)
+        self.flush()
+
+    def close(self, code: int, reason: str) -> None:
+        ws = self.ws
+        if ws is None or not ws.open:
+            return
+        ws.send_close(code, reason)
+        self.flush()
+        if not ws.ended:
+            timeout = self.state.config.ws_close_timeout
+            self.close_timer = self.loop.call_later(timeout, self._close_timed_out)
+
+    def abort(self) -> None:
+        self.outcome = "app error"
+        self.give_up()
+
+    def taken(self) -> None:
+        self.queued -= 1
+        if self.input_paused and self.queued <= self.state.config.ws_max_queue // 2:
+            self.input_paused = False
+            self.resume_input()
+
+    # -- output, time and the end ----------------------------------------------------------------
+
+    def flush(self) -> None:
+        ws = self.ws
+        if ws is None:
+            return
+        data = ws.data_to_send()
+        if data:
+            self.write(data)
+        if ws.ended:
+            self.end()
+
+    def _close_timed_out(self) -> None:
+        ws = self.ws
+        if ws is not None and not ws.ended:
+            self.give_up()
+
+    def stop_timers(self) -> None:
+        for timer in (self.close_timer, self.ping_timer):
+            if timer is not None:
+                timer.cancel()
+
+    def shutdown(self) -> None:
+        """Server shutdown: close with 1001 (going away) and let the client answer."""
+        if self.ws is None:
+            self.give_up()
+        else:
+            self.close(_GOING_AWAY, "server shutting down")
+
+    def _keep_alive(self) -> None:
+        """Ping every --ws-ping-interval; a pong later than --ws-ping-timeout closes (1011)."""
+        ws, config = self.ws, self.state.config
+        if ws is None or not ws.open or config.ws_ping_interval is None:
+            return
+        now = self.loop.time()
+        timeout = config.ws_ping_timeout
+        if self.ping_sent is not None:
+            if timeout is not None and now - self.ping_sent >= timeout:
+                ws.fail(_KEEPALIVE_TIMEOUT, "keepalive ping timeout")
+                self.stream.closed(_KEEPALIVE_TIMEOUT, "keepalive ping timeout")
+                self.flush()
+                return
+        else:
+            ws.send_ping(b"%08x" % int(now * 1000 % 2**32))
+            self.ping_sent = now
+            self.flush()
+        delay = config.ws_ping_interval
+        if self.ping_sent is not None and timeout is not None:
+            delay = min(delay, self.ping_sent + timeout - now)
+        self.ping_timer = self.loop.call_later(max(delay, 0.01), self._keep_alive)
+
+
+class H1WebSocket(WSSession, GatedProtocol):
+    """A WebSocket over HTTP/1.1: the connection's protocol from the handshake on."""
 
     def __init__(
         self,
@@ -81,25 +290,13 @@ class WSSession(GatedProtocol):
         event: RequestReceived,
         offer: Offer,
     ) -> None:
-        super().__init__()
-        self.state = state
-        self.loop = asyncio.get_running_loop()
+        WSSession.__init__(self, state, websocket_scope(info, state, event, offer), offer)
+        GatedProtocol.__init__(self)
         self.core = core  # the HTTP/1.1 core, for the 101 or the denial
         self.stream_id = event.stream_id
-        self.offer = offer
-        self.stream = WSStream(self, websocket_scope(info, event, offer))
         self.transport: asyncio.Transport | None = None
-        self.ws: Protocol | None = None  # from the 101 on
-        self.early = b""  # bytes before the 101
-        self.parts: list[bytes] = []  # the fragments of the message being received
-        self.text: codecs.IncrementalDecoder | None = None  # set while a text message arrives
-        self.queued = 0  # messages fed to the app and not yet taken
-        self.close_timer: asyncio.TimerHandle | None = None
-        self.ping_timer: asyncio.TimerHandle | None = None
-        self.ping_sent: float | None = None  # when the unanswered keep-alive ping went out
-        self.outcome = ""
-        self.logged = False
         self.ending = False
+        self.logged = False
 
     def start(self, transport: asyncio.Transport) -> None:
         """Take over the connection and run the app on the handshake."""
@@ -115,202 +312,172 @@ class WSSession(GatedProtocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        ws = self.ws
-        if ws is None:
-            self.early += data  # a client must wait for the 101 (RFC 6455 §4.1); bounded
-            if len(self.early) > _PRE_ACCEPT_LIMIT and self.transport is not None:
-                self.transport.close()
-            return
-        ws.receive_data(data)
-        self._process()
+        self.receive(data)
 
     def eof_received(self) -> bool | None:
-        if self.ws is not None:
-            self.ws.receive_eof()
-            self._process()
-        return None
+        self.receive_eof()
+        return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
-        for timer in (self.close_timer, self.ping_timer):
-            if timer is not None:
-                timer.cancel()
-        ws = self.ws
-        code = ws.close_code if ws is not None and ws.close_code is not None else ABNORMAL
-        reason = ws.close_reason or "" if ws is not None else ""
-        self.stream.closed(code, reason)
+        self.stop_timers()
+        self.stream.closed(ABNORMAL, "")  # unless a close frame or a failure came first
         self.stream.cancel_later(self.state.config.cancel_grace)
         self.write_gate.close()
-        self._log("closed" if code != ABNORMAL else "client disconnected")
-
-    # -- frames from the client ----------------------------------------------------------------
-
-    def _process(self) -> None:
         ws = self.ws
-        assert ws is not None
-        for frame in ws.events_received():
-            if isinstance(frame, Frame):
-                self._on_frame(frame)
-        self._flush()
-        if ws.state is State.CLOSED or ws.close_expected():
-            self._closing_handshake_done()
+        clean = ws is not None and ws.close_received
+        self._log("closed" if clean else "client disconnected")
 
-    def _on_frame(self, frame: Frame) -> None:
-        opcode = frame.opcode
-        if opcode is Opcode.TEXT:
-            self.text = codecs.getincrementaldecoder("utf-8")()
-        elif opcode is Opcode.BINARY:
-            self.text = None
-        elif opcode is not Opcode.CONT:
-            if opcode is Opcode.PONG:
-                self.ping_sent = None
-            elif opcode is Opcode.CLOSE:
-                received = self.ws.close_rcvd if self.ws is not None else None
-                if received is None:  # RFC 6455 §7.1.5: no status code in it
-                    self.stream.closed(1005, "")
-                else:
-                    self.stream.closed(received.code, received.reason)
-            return  # PING and PONG: the protocol answered
-        if self.text is not None:
-            try:
-                self.text.decode(frame.data, final=frame.fin)  # RFC 6455 §8.1, as it arrives
-            except UnicodeDecodeError:
-                self._fail(_INVALID_TEXT, "invalid UTF-8 in a text message")
-                return
-        self.parts.append(bytes(frame.data))
-        if frame.fin:
-            data = b"".join(self.parts)
-            self.parts = []
-            self.stream.feed_message(data.decode() if self.text is not None else data)
-            self.queued += 1
-            if self.queued >= self.state.config.ws_max_queue and self.transport is not None:
-                self.transport.pause_reading()  # the app is behind: the client waits
+    # -- the carrier ---------------------------------------------------------------------------
 
-    def _fail(self, code: int, reason: str) -> None:
-        assert self.ws is not None
-        self.ws.fail(code, reason)
-        self.stream.closed(code, reason)
-
-    def _closing_handshake_done(self) -> None:
-        """RFC 6455 §7.1.1: the server closes the TCP connection first."""
-        self._end()
-
-    # -- WebSocketSink: what WSStream calls ----------------------------------------------------
-
-    def accept(self, subprotocol: str | None, headers: Headers) -> None:
-        config = self.state.config
-        offered, extension = None, None
-        if config.ws_per_message_deflate:
-            offered, extension = negotiate_deflate(self.offer.extensions)
-        fields = acceptance(self.offer, subprotocol, offered, headers)
+    def send_acceptance(self, fields: Headers) -> None:
         self.core.switch_protocols(self.stream_id, b"websocket", fields)
-        self.ws = Protocol(Side.SERVER, state=State.OPEN, max_size=config.ws_max_size)
-        if extension is not None:
-            self.ws.extensions = [extension]
-        self._write(self.core.data_to_send())
-        if config.ws_ping_interval is not None:
-            self.ping_timer = self.loop.call_later(config.ws_ping_interval, self._keep_alive)
-        early = self.core.trailing_data() + self.early
-        self.early = b""
-        if early:
-            self.data_received(early)
+        self.write(self.core.data_to_send())
+        self.early = self.core.trailing_data() + self.early
 
-    def deny(self, status: int, headers: Headers) -> None:
+    def send_denial(self, status: int, headers: Headers) -> None:
         # The handshake is refused: the connection ends after this response.
         self.core.send_head(self.stream_id, status, [*headers, (b"connection", b"close")])
-        self._write(self.core.data_to_send())
+        self.write(self.core.data_to_send())
 
-    def deny_body(self, body: bytes, *, more: bool) -> None:
-        self.core.send_data(self.stream_id, body, not more)
-        self._write(self.core.data_to_send())
-        if not more:
-            self.outcome = "denied"
-            self._end()
+    def send_denial_body(self, body: bytes, *, end: bool) -> None:
+        self.core.send_data(self.stream_id, body, end)
+        self.write(self.core.data_to_send())
+        if end:
+            self.end()
 
-    def send_message(self, data: bytes | str) -> None:
-        ws = self.ws
-        if ws is None or ws.state is not State.OPEN:
-            return  # the close is under way: the app hears it from receive()
-        if isinstance(data, str):
-            ws.send_text(data.encode())
-        else:
-            ws.send_binary(data)
-        self._flush()
-
-    def close(self, code: int, reason: str) -> None:
-        ws = self.ws
-        if ws is None or ws.state is not State.OPEN:
-            return
-        ws.send_close(code, reason)
-        self._flush()
-        timeout = self.state.config.ws_close_timeout
-        self.close_timer = self.loop.call_later(timeout, self._end)
-
-    def abort(self) -> None:
-        self.outcome = "app error"
-        self._end()
-
-    def writable(self) -> Awaitable[None]:
-        return self.write_gate.wait() if self.write_gate.paused else READY
-
-    def taken(self) -> None:
-        self.queued -= 1
-        if self.queued == self.state.config.ws_max_queue // 2 and self.transport is not None:
-            self.transport.resume_reading()
-
-    # -- output and the end --------------------------------------------------------------------
-
-    def _flush(self) -> None:
-        ws = self.ws
-        if ws is None:
-            return
-        for data in ws.data_to_send():
-            if data:
-                self._write(data)
-            else:
-                self._closing_handshake_done()  # the protocol says: close now
-
-    def _write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         transport = self.transport
         if data and transport is not None and not transport.is_closing():
             transport.write(data)
 
-    def _end(self) -> None:
+    def end(self) -> None:
         if self.transport is not None and not self.ending:
             self.ending = True
             close_lingering(self.transport, self.loop)
 
-    def shutdown(self) -> None:
-        """Server shutdown: close with 1001 (going away) and let the client answer."""
-        if self.ws is None:
-            self._end()
-        else:
-            self.close(_GOING_AWAY, "server shutting down")
+    def pause_input(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
 
-    def _keep_alive(self) -> None:
-        """Ping every --ws-ping-interval; a pong later than --ws-ping-timeout closes (1011)."""
-        ws, config = self.ws, self.state.config
-        if ws is None or ws.state is not State.OPEN or config.ws_ping_interval is None:
-            return
-        now = self.loop.time()
-        timeout = config.ws_ping_timeout
-        if self.ping_sent is not None:
-            if timeout is not None and now - self.ping_sent >= timeout:
-                self._fail(1011, "keepalive ping timeout")
-                self._flush()
-                self._end()
-                return
-        else:
-            ws.send_ping(b"%08x" % int(now * 1000 % 2**32))
-            self.ping_sent = now
-            self._flush()
-        delay = config.ws_ping_interval
-        if self.ping_sent is not None and timeout is not None:
-            delay = min(delay, self.ping_sent + timeout - now)
-        self.ping_timer = self.loop.call_later(max(delay, 0.01), self._keep_alive)
+    def resume_input(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def writable(self) -> Awaitable[None]:
+        return self.write_gate.wait() if self.write_gate.paused else READY
 
     def _log(self, outcome: str) -> None:
         if self.logged or not self.state.config.access_log:
             return
         self.logged = True
         log_access(self.stream, self.outcome or outcome)
+
+
+class H2WebSocket(WSSession):
+    """A WebSocket over one HTTP/2 stream (RFC 8441): an exchange of its ``H2Driver``."""
+
+    def __init__(
+        self, driver: H2Driver, info: ConnectionInfo, event: RequestReceived, offer: Offer
+    ) -> None:
+        state = driver.state
+        super().__init__(state, websocket_scope(info, state, event, offer), offer)
+        self.driver = driver
+        self.stream_id = event.stream_id
+        self.uncredited = 0  # DATA received while input is paused, credited on resume
+        self.finished = False  # our END_STREAM (or RST_STREAM) is out
+
+    # -- what the driver needs of an exchange (transport/driver.py: Exchange) --------------------
+
+    @property
+    def scope(self) -> Scope:
+        return self.stream.scope
+
+    @property
+    def status(self) -> int:
+        return self.stream.status
+
+    @status.setter
+    def status(self, value: int) -> None:
+        self.stream.status = value
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self.stream.task
+
+    @task.setter
+    def task(self, value: asyncio.Task[None] | None) -> None:
+        self.stream.task = value
+
+    def run(self, app: ASGIApp) -> Coroutine[Any, Any, None]:
+        return self.stream.run(app)
+
+    def feed_body(self, data: bytes) -> None:
+        if self.input_paused:
+            self.uncredited += len(data)
+        else:
+            self.driver.consumed(self.stream_id, len(data))
+        self.receive(data)
+
+    def feed_trailers(self, headers: Headers) -> None:
+        pass  # a WebSocket has none (RFC 8441 §5: DATA only); END_STREAM follows
+
+    def end_body(self) -> None:
+        self.receive_eof()
+
+    def disconnect(self) -> None:
+        """RST_STREAM, or the connection is gone: a 1006 for the app."""
+        self.finished = True
+        self.stop_timers()
+        self.stream.closed(ABNORMAL, "")
+
+    def cancel_later(self, grace: float) -> None:
+        self.stream.cancel_later(grace)
+
+    # -- the carrier ---------------------------------------------------------------------------
+
+    def send_acceptance(self, fields: Headers) -> None:
+        self.stream.status = 200  # RFC 8441 §5: a 2xx accepts
+        self.driver.send_head(self.stream_id, 200, fields, end_stream=False, trailers=False)
+
+    def send_denial(self, status: int, headers: Headers) -> None:
+        self.driver.send_head(self.stream_id, status, headers, end_stream=False, trailers=False)
+
+    def send_denial_body(self, body: bytes, *, end: bool) -> None:
+        if end:
+            self.finished = True
+        self.driver.send_data(self.stream_id, body, end_stream=end)
+
+    def write(self, data: bytes) -> None:
+        if not self.finished:
+            self.driver.send_data(self.stream_id, data, end_stream=False)
+
+    def end(self) -> None:
+        """RFC 8441 §5: an orderly close is END_STREAM (the peer sends its own)."""
+        if not self.finished:
+            self.finished = True
+            self.stop_timers()
+            if not self.outcome:
+                clean = self.ws is not None and self.ws.close_received
+                self.outcome = "closed" if clean else "client disconnected"
+            self.driver.send_data(self.stream_id, b"", end_stream=True)
+
+    def give_up(self) -> None:
+        """RFC 8441 §5: an abrupt end is RST_STREAM with CANCEL."""
+        if not self.finished:
+            self.finished = True
+            self.stop_timers()
+            self.stream.closed(ABNORMAL, "")
+            with contextlib.suppress(LocalProtocolError):
+                self.driver.reset(self.stream_id, ErrorCode.CANCEL)
+
+    def pause_input(self) -> None:
+        pass  # feed_body stops crediting the stream's window: the client's sender stalls
+
+    def resume_input(self) -> None:
+        credit, self.uncredited = self.uncredited, 0
+        if credit and not self.finished:
+            self.driver.consumed(self.stream_id, credit)
+
+    def writable(self) -> Awaitable[None]:
+        return self.driver.writable(self.stream_id)

@@ -18,7 +18,8 @@ from starlette.websockets import WebSocket
 from websockets.frames import Frame, Opcode
 
 from tests.h2peer import settle
-from tests.serving import running
+from tests.serving import read_all, running
+from tests.wsframes import VIOLATIONS, close_code
 
 seen: list[Any] = []
 
@@ -160,6 +161,25 @@ def test_invalid_utf8_closes_with_1007_and_too_big_with_1009() -> None:
     with running(app, ws_max_size=1000) as server:
         assert close_code_for(server.port, Frame(Opcode.TEXT, b"ok \xff\xfe")) == 1007
         assert close_code_for(server.port, Frame(Opcode.BINARY, b"x" * 2000)) == 1009
+
+
+@pytest.mark.parametrize("name", sorted(VIOLATIONS))
+def test_each_protocol_violation_closes_with_its_code_and_others_are_served(name: str) -> None:
+    frame, expected = VIOLATIONS[name]
+    with running(app) as server:
+        sock, reply = raw(server.port, handshake())
+        with sock:
+            assert reply.startswith(b"HTTP/1.1 101 ")
+            sock.sendall(frame)
+            data = reply.split(b"\r\n\r\n", 1)[1] + read_all(sock)  # the server closes
+        assert close_code(data) == expected, data
+        run(_echo_once(server.port))
+
+
+async def _echo_once(port: int) -> None:
+    async with websockets.connect(uri(port)) as ws:
+        await ws.send("still here")
+        assert await ws.recv() == "still here"
 
 
 def test_ws_none_serves_the_upgrade_as_plain_http() -> None:
