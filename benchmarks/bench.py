@@ -13,6 +13,11 @@ is up, and what to prepare before the servers start. A new one is one more ``Sce
     h2-m10    HTTP/2 cleartext with prior knowledge, GET /, h2load -c10 -m10
     h2-m100   the same with -m100 (100 concurrent streams per connection)
     h2-1mib   GET /1mib (a 1 MiB body), h2load -c10 -m10; req/s and body MiB/s
+    ws-1c-32b, ws-50c-32b, ws-1c-64k, ws-50c-64k
+              WebSocket echo over HTTP/1.1 (any path of hello.py echoes): messages/s over 1
+              and 50 connections, 32-byte and 64 KiB binary messages, 8 in flight on each
+              connection, from benchmarks/ws_load.py (caboose, uvicorn on websockets,
+              hypercorn on wsproto, granian, h2corn without --grpc)
 
 The h2 scenarios compare caboose, uvicorn (its experimental HTTP/2: ``--http zttp --http2``,
 "n/a" when the ``zttp`` package is missing), hypercorn and granian (``--http 2``). Opt-in:
@@ -72,11 +77,12 @@ Environment knobs (all optional):
     BENCH_H2_CONNECTIONS=10  concurrent connections of h2load (h2-*)
     BENCH_GRPC_CALLS=50      unary calls in flight on the one connection (grpc-unary*)
     BENCH_GRPC_STREAMS=10    server-streaming calls in flight on it (grpc-stream*)
+    BENCH_WS_CONNECTIONS=50  WebSocket connections of the ws-50c-* scenarios
     BENCH_PIN=1|0            pin server to BENCH_SERVER_CPU and the load tool to BENCH_LOAD_CPU
                              (default: on when taskset exists and there are 2+ CPUs)
     BENCH_SERVER_CPU=0, BENCH_LOAD_CPU=1
     BENCH_START_TIMEOUT=10   seconds a server gets to answer its first request
-    BENCH_SCENARIOS=h1,h2-m10,h2-m100,h2-1mib
+    BENCH_SCENARIOS=h1,h2-m10,h2-m100,h2-1mib,ws-1c-32b,ws-50c-32b,ws-1c-64k,ws-50c-64k
                              comma-separated scenario names
     BENCH_SERVERS=           comma-separated server names to keep (default: all of the scenario)
 
@@ -273,6 +279,25 @@ def parse_grpc_load(out: str) -> Measurement:
         raise ValueError(f"unreadable grpc_load.py result: {exc!r}") from None
 
 
+def parse_ws_load(out: str) -> Measurement:
+    """Read the JSON line of benchmarks/ws_load.py (its docstring lists the fields)."""
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if not lines:
+        raise ValueError("no JSON line in ws_load.py output")
+    try:
+        r = json.loads(lines[-1])
+        return Measurement(
+            rps=float(r["rate"]),
+            p99_ms=r["latency_ms"].get("p99"),
+            requests=int(r["messages"]),
+            errors=int(r["errors"]),
+            latency_ms=r["latency_ms"],
+            load_cpu_share=float(r["load_cpu_share"]),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"unreadable ws_load.py result: {exc!r}") from None
+
+
 # --------------------------------------------------------------------------- readiness probes
 
 
@@ -433,6 +458,18 @@ def probe_grpc(port: int, timeout: float, path: str, expected: bytes) -> str | N
     return None if done.returncode == 0 else _last_line(done)
 
 
+def probe_ws(port: int, timeout: float, path: str, expected: bytes) -> str | None:
+    """One WebSocket handshake and one echoed message, by benchmarks/ws_load.py."""
+    argv = [sys.executable, str(HERE / "ws_load.py"), "probe", f"http://{HOST}:{port}{path}"]
+    try:
+        done = subprocess.run(
+            [*argv, "--timeout", str(timeout)], capture_output=True, text=True, timeout=timeout + 5
+        )
+    except subprocess.TimeoutExpired:
+        return "ws_load.py probe did not finish"
+    return None if done.returncode == 0 else _last_line(done)
+
+
 def prepare_grpc(*args: str) -> Callable[[], str | None]:
     """A scenario's preparation: ``grpc_load.py stubs`` generates the Echo stubs before any
     server imports the app, so no two processes run protoc into examples/grpc_echo/gen at once;
@@ -588,6 +625,40 @@ def _h2(name: str, description: str, load: str, **kw: Any) -> Scenario:
     )
 
 
+# WebSocket echo over HTTP/1.1: uvicorn on the websockets library (its default), hypercorn on
+# wsproto, granian and h2corn (--grpc off) on their Rust cores.
+WS_SERVERS = (
+    CABOOSE,
+    Server("uvicorn", UVICORN_CMD + "httptools --ws websockets"),
+    HYPERCORN,
+    GRANIAN_H1,
+    Server(
+        "h2corn",
+        "{bin}/h2corn {app} --bind {host}:{port} --workers 1 --runtime-threads 1 --loop uvloop"
+        " --no-access-log --no-grpc",
+    ),
+)
+
+
+def _ws(name: str, description: str, size: int) -> Scenario:
+    return Scenario(
+        name=name,
+        description=f"WebSocket echo over HTTP/1.1, {description}, ws_load.py",
+        tool=sys.executable,
+        load=f"{{python}} {{here}}/ws_load.py {{url}} --connections {{connections}} --size {size}"
+        " --duration {duration} --inflight 8",
+        parse=parse_ws_load,
+        probe=probe_ws,
+        servers=WS_SERVERS,
+        connections_knob="BENCH_WS_CONNECTIONS" if "50c" in name else "BENCH_WS_ONE",
+        path="/ws",
+        latency="p99",
+        throughput=False,
+        unit="messages/s",
+        concurrency="connections, 8 messages in flight on each",
+    )
+
+
 def _grpc(name: str, description: str, rpc: str, stream: bool, h2load: bool) -> Scenario:
     """A gRPC scenario: ``rpc`` (grpc_load.py's arguments for the call) from grpcio, or, with
     ``h2load``, the same request body, written by grpc_load.py beforehand, from h2load."""
@@ -670,6 +741,10 @@ SCENARIOS: dict[str, Scenario] = {
             stream=True,
             h2load=False,
         ),
+        _ws("ws-1c-32b", "32-byte messages, 1 connection", 32),
+        _ws("ws-50c-32b", "32-byte messages, 50 connections", 32),
+        _ws("ws-1c-64k", "64 KiB messages, 1 connection", 64 * 1024),
+        _ws("ws-50c-64k", "64 KiB messages, 50 connections", 64 * 1024),
         _grpc("grpc-unary-h2load", "Unary, h2load", UNARY_ARGS, stream=False, h2load=True),
         _grpc(
             "grpc-stream-h2load",
@@ -680,7 +755,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     )
 }
-DEFAULT_SCENARIOS = "h1,h2-m10,h2-m100,h2-1mib"
+DEFAULT_SCENARIOS = "h1,h2-m10,h2-m100,h2-1mib,ws-1c-32b,ws-50c-32b,ws-1c-64k,ws-50c-64k"
 
 
 # --------------------------------------------------------------------------- configuration
@@ -743,6 +818,8 @@ def load_config() -> Config:
             "BENCH_H2_CONNECTIONS": _env_int("BENCH_H2_CONNECTIONS", 10, 1),
             "BENCH_GRPC_CALLS": _env_int("BENCH_GRPC_CALLS", 50, 1),
             "BENCH_GRPC_STREAMS": _env_int("BENCH_GRPC_STREAMS", 10, 1),
+            "BENCH_WS_ONE": 1,  # ws-1c-*: one connection, by definition
+            "BENCH_WS_CONNECTIONS": _env_int("BENCH_WS_CONNECTIONS", 50, 1),
         },
         pin=pin,
         server_cpu=os.environ.get("BENCH_SERVER_CPU", "0"),

@@ -3,6 +3,7 @@
 Serve it as ``benchmarks.hello:app`` from the project root. Every server under test runs this
 same app, so the numbers compare the servers, not the apps. ``GET /1mib`` answers a 1 MiB body
 (built once, at import) for the throughput scenario; every other path answers ``Hello, world!``.
+A WebSocket on any path echoes every message back, as it came (the ws-* scenarios).
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ async def lifespan(receive: Receive, send: Send) -> None:
             return
 
 
+async def echo(receive: Receive, send: Send) -> None:
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        await send({"type": "websocket.send", "bytes": message["bytes"], "text": message["text"]})
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     kind = scope["type"]
     if kind == "http":
@@ -52,6 +63,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             headers, body = HEADERS, BODY
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
+    elif kind == "websocket":
+        await echo(receive, send)
     elif kind == "lifespan":
         await lifespan(receive, send)
     else:

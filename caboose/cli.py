@@ -14,6 +14,17 @@ from caboose.errors import AppLoadError, ConfigError
 
 _TYPES: dict[str, Any] = {"str": str, "int": int, "float": float}
 
+
+def _or_none(convert: Any) -> Any:
+    """For an option that may be off (``float | None``): ``none`` turns it off."""
+
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else convert(text)
+
+    parse.__name__ = convert.__name__  # argparse names the type in its error
+    return parse
+
+
 # Exit statuses: 1 for a bad invocation or app, 3 when the app's startup failed (as uvicorn).
 EXIT_ERROR = 1
 EXIT_STARTUP_FAILED = 3
@@ -42,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         kind = str(f.type).replace(" | None", "")
         if kind == "bool":
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **meta)
+        elif str(f.type).endswith(" | None") and default is not None:
+            meta["help"] += " (none: off)"
+            group.add_argument(flag, type=_or_none(_TYPES[kind]), default=default, **meta)
         else:
             group.add_argument(flag, type=_TYPES[kind], default=default, **meta)
     return parser

@@ -159,3 +159,12 @@ def test_environment_is_not_needed_for_help() -> None:
     result = caboose("--help")
     assert result.returncode == 0 and "--timeout-keep-alive" in result.stdout
     assert os.path.exists(ROOT / "caboose" / "demo.py")
+
+
+def test_keep_alive_pings_can_be_turned_off_by_name() -> None:
+    from caboose.cli import build_parser
+
+    args = build_parser().parse_args(["a:b", "--ws-ping-interval", "none"])
+    assert args.ws_ping_interval is None and args.ws_ping_timeout == 20.0
+    line = one_line_error(caboose("caboose.demo:app", "--ws-ping-timeout", "soon"))
+    assert "--ws-ping-timeout" in line and "'soon'" in line

@@ -8,10 +8,12 @@ import base64
 import os
 import socket
 import struct
+import time
 from typing import Any
 
 import pytest
 import websockets
+from fastapi import FastAPI, WebSocketDisconnect
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
@@ -37,6 +39,13 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     if path == "/deny-body":
         await send({"type": "websocket.http.response.start", "status": 401, "headers": []})
         await send({"type": "websocket.http.response.body", "body": b"who are you?"})
+        return
+    if path == "/flood":  # send until the client's socket holds us back
+        await send({"type": "websocket.accept"})
+        for index in range(256):
+            await send({"type": "websocket.send", "bytes": bytes(64 * 1024)})
+            seen.append(index)
+        await send({"type": "websocket.close"})
         return
     protocols = scope["subprotocols"]
     await send({"type": "websocket.accept", "subprotocol": protocols[0] if protocols else None})
@@ -232,6 +241,33 @@ def test_a_starlette_websocket_endpoint() -> None:
         assert run(client(server.port)) == "QUIET"
 
 
+def test_a_fastapi_websocket_endpoint() -> None:
+    api = FastAPI()
+    closes: list[int] = []
+
+    @api.websocket("/rooms/{room}")
+    async def room(websocket: WebSocket, room: str) -> None:
+        await websocket.accept(subprotocol="chat")
+        try:
+            while True:
+                text = await websocket.receive_text()
+                await websocket.send_json({"room": room, "said": text})
+        except WebSocketDisconnect as disconnect:
+            closes.append(disconnect.code)
+
+    async def client(port: int) -> list[str]:
+        async with websockets.connect(uri(port, "/rooms/red"), subprotocols=["chat"]) as ws:  # type: ignore[list-item]
+            await ws.send("one")
+            first = str(await ws.recv())
+            await ws.send("two")
+            return [first, str(await ws.recv()), str(ws.subprotocol)]
+
+    with running(api) as server:
+        got = run(client(server.port))
+        assert got == ['{"room":"red","said":"one"}', '{"room":"red","said":"two"}', "chat"]
+        assert settle(lambda: closes == [1000])
+
+
 def test_a_client_key_is_answered_with_its_accept_token() -> None:
     key = base64.b64encode(os.urandom(16))
     with running(app) as server:
@@ -380,3 +416,22 @@ def test_each_socket_is_logged_once_with_how_it_ended(caplog: Any) -> None:
     ]
     assert len([line for line in logged if "/logged" in line]) == 1
     assert any(line.endswith('"WEBSOCKET /deny HTTP/1.1" 403 denied') for line in logged)
+
+
+def test_a_client_that_does_not_read_holds_the_apps_sends_back() -> None:
+    seen.clear()
+    with running(app) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.settimeout(5)
+        with sock:
+            sock.connect(("127.0.0.1", server.port))
+            sock.sendall(handshake().replace(b"/echo", b"/flood"))
+            time.sleep(1.0)  # read nothing
+            stalled = len([m for m in seen if isinstance(m, int)])
+            # 16 MiB would be sent without backpressure; the kernel buffers and the
+            # transport's high-water mark hold a few MiB at most.
+            assert stalled < 160, stalled
+            received = len(read_all(sock))  # now read it all: nothing was lost
+        assert received >= 256 * 64 * 1024
+        assert len([m for m in seen if isinstance(m, int)]) == 256

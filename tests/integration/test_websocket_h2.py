@@ -8,6 +8,7 @@ not write. Raw frames cover what they refuse to send.
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 import time
 import zlib
@@ -15,6 +16,7 @@ from typing import Any
 
 import h2.settings
 import pytest
+from fastapi import FastAPI, WebSocket
 from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
@@ -344,3 +346,25 @@ def test_shutdown_closes_sockets_with_1001_then_ends_the_stream() -> None:
         raw.send(data(1, client_frame(CLOSE, struct.pack("!H", 1001))))
         assert raw.wait(1).ended and log.reset is None
         assert raw.goaway is not None
+
+
+def test_a_fastapi_websocket_endpoint_over_http2() -> None:
+    api = FastAPI()
+
+    @api.websocket("/rooms/{room}")
+    async def room(websocket: WebSocket, room: str) -> None:
+        await websocket.accept()
+        name = await websocket.receive_text()
+        await websocket.send_json(
+            {"room": room, "hello": name, "over": websocket.scope["http_version"]}
+        )
+        await websocket.close(code=4100)
+
+    with running(api, http2=True) as server, H2Peer(server.port) as peer:
+        sock = Socket(peer, "/rooms/blue")
+        assert sock.head().status == 200
+        sock.send("ana")
+        text, close = sock.frames(2)
+        assert json.loads(text.data) == {"room": "blue", "hello": "ana", "over": "2"}
+        assert Close.parse(close.data).code == 4100
+        assert sock.ended().reset is None
