@@ -625,11 +625,12 @@ def _h2(name: str, description: str, load: str, **kw: Any) -> Scenario:
     )
 
 
-# WebSocket echo over HTTP/1.1: uvicorn on the websockets library (its default), hypercorn on
+# WebSocket echo over HTTP/1.1: uvicorn on the websockets library (its sans-I/O implementation,
+# faster than its legacy one and what its --ws auto picks), hypercorn on
 # wsproto, granian and h2corn (--grpc off) on their Rust cores.
 WS_SERVERS = (
     CABOOSE,
-    Server("uvicorn", UVICORN_CMD + "httptools --ws websockets"),
+    Server("uvicorn", UVICORN_CMD + "httptools --ws websockets-sansio"),
     HYPERCORN,
     GRANIAN_H1,
     Server(

@@ -49,7 +49,7 @@ async def echo(receive: Receive, send: Send) -> None:
         message = await receive()
         if message["type"] != "websocket.receive":
             return
-        await send({"type": "websocket.send", "bytes": message["bytes"], "text": message["text"]})
+        await send({"type": "websocket.send", "bytes": message.get("bytes"), "text": message.get("text")})
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -53,6 +53,7 @@ if typing.TYPE_CHECKING:
 _GOING_AWAY = 1001  # RFC 6455 §7.4.1: the server is going down
 _KEEPALIVE_TIMEOUT = 1011
 _PRE_ACCEPT_LIMIT = 64 * 1024  # bytes a client may send before our acceptance (it should not)
+_EAGER_FLUSH = 64 * 1024  # queued output written at once instead of at the end of the turn
 
 
 def negotiate_deflate(offers: list[bytes]) -> tuple[bytes | None, Extension | None]:
@@ -295,6 +296,9 @@ class H1WebSocket(WSSession, GatedProtocol):
         self.core = core  # the HTTP/1.1 core, for the 101 or the denial
         self.stream_id = event.stream_id
         self.transport: asyncio.Transport | None = None
+        self.output: list[bytes] = []  # written once per event-loop turn (one syscall)
+        self.output_size = 0
+        self.output_pending = False
         self.ending = False
         self.logged = False
 
@@ -347,12 +351,33 @@ class H1WebSocket(WSSession, GatedProtocol):
             self.end()
 
     def write(self, data: bytes) -> None:
+        """Queue ``data``; what an event-loop turn queued goes out in one write (an app that
+        echoes a batch of messages costs one syscall, not one each), or at once above
+        _EAGER_FLUSH, so the transport can push back before more piles up."""
+        if not data or self.ending:
+            return
+        self.output.append(data)
+        self.output_size += len(data)
+        if self.output_size >= _EAGER_FLUSH:
+            self._write_out()
+        elif not self.output_pending:
+            self.output_pending = True
+            self.loop.call_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        self.output_pending = False
+        if not self.output:
+            return
+        data = b"".join(self.output) if len(self.output) > 1 else self.output[0]
+        self.output.clear()
+        self.output_size = 0
         transport = self.transport
-        if data and transport is not None and not transport.is_closing():
+        if transport is not None and not transport.is_closing():
             transport.write(data)
 
     def end(self) -> None:
         if self.transport is not None and not self.ending:
+            self._write_out()
             self.ending = True
             close_lingering(self.transport, self.loop)
 

@@ -182,8 +182,10 @@ def check_request(fields: list[Field], stream_id: int, *, extended_connect: bool
         if scheme is not None or path is not None or authority is None:
             malformed(stream_id, "CONNECT needs :authority and no :scheme or :path (§8.5)")
     else:
-        if protocol is not None and method != b"CONNECT":
-            malformed(stream_id, ":protocol outside an extended CONNECT (RFC 8441 §4)")
+        if protocol is not None and (method != b"CONNECT" or authority is None):
+            malformed(
+                stream_id, ":protocol outside an extended CONNECT with :authority (RFC 8441 §4)"
+            )
         _check_target(method, scheme, path, stream_id)
     if authority is None:
         authority = b""

@@ -292,8 +292,10 @@ def test_protocol_with_another_method() -> None:
     _malformed_request(fields, local_settings={SettingCode.ENABLE_CONNECT_PROTOCOL: 1})
 
 
-def test_extended_connect_needs_path() -> None:
-    fields = [f for f in _WEBSOCKET if f[0] != b":path"]
+@pytest.mark.parametrize("missing", [b":path", b":scheme", b":authority"])
+def test_extended_connect_needs_path_scheme_and_authority(missing: bytes) -> None:
+    # RFC 8441 §4 and §5: the target of an extended CONNECT is a full URI.
+    fields = [f for f in _WEBSOCKET if f[0] != missing]
     _malformed_request(fields, local_settings={SettingCode.ENABLE_CONNECT_PROTOCOL: 1})
 
 
