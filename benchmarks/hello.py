@@ -49,7 +49,8 @@ async def echo(receive: Receive, send: Send) -> None:
         message = await receive()
         if message["type"] != "websocket.receive":
             return
-        await send({"type": "websocket.send", "bytes": message.get("bytes"), "text": message.get("text")})
+        data, text = message.get("bytes"), message.get("text")  # one of them may be left out
+        await send({"type": "websocket.send", "bytes": data, "text": text})
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
