@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import zlib
 
 import pytest
 
@@ -75,3 +76,16 @@ def test_messages_are_written_unmasked_as_a_server_must() -> None:
     ws.send_message("hi")
     ws.send_message(b"\x01")
     assert ws.data_to_send() == b"\x81\x02hi\x82\x01\x01"
+
+
+def test_with_permessage_deflate_messages_are_compressed_and_inflated() -> None:
+    from websockets.extensions.permessage_deflate import PerMessageDeflate
+
+    ws = WSConnection(max_size=1 << 20, extensions=[PerMessageDeflate(False, False, 15, 15)])
+    ws.send_message("a" * 1000)
+    frame = ws.data_to_send()
+    assert frame[0] == 0xC1 and len(frame) < 100  # FIN, RSV1 (compressed), TEXT; small
+    squeezer = zlib.compressobj(wbits=-15)
+    payload = squeezer.compress(b"b" * 1000) + squeezer.flush(zlib.Z_SYNC_FLUSH)
+    events = ws.receive_data(client_frame(BINARY, payload[:-4], rsv=4))  # RFC 7692 §7.2.1
+    assert events == [MessageReceived(b"b" * 1000)]
