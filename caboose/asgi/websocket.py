@@ -52,6 +52,23 @@ class WebSocketSink(Protocol):
         """A received message left the queue: the session may read more (--ws-max-queue)."""
 
 
+# RFC 6455 §7.4: the codes an endpoint may send (1004-1006 and 1015 are reserved, never sent;
+# 1012-1014 are registered with IANA), and 3000-4999 for libraries and applications.
+_SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+_MAX_REASON = 123  # §5.5: a control frame carries at most 125 bytes, 2 of them the code
+
+
+def _close_frame(message: Message) -> tuple[int, str]:
+    """The code and reason of an app's websocket.close, checked before anything is sent."""
+    code = int(message.get("code") or NORMAL)
+    reason = message.get("reason") or ""
+    if code not in _SENDABLE and not 3000 <= code <= 4999:
+        raise RuntimeError(f"websocket.close code {code} may not be sent (RFC 6455 §7.4)")
+    if len(reason.encode()) > _MAX_REASON:
+        raise RuntimeError(f"websocket.close reason is over {_MAX_REASON} bytes (RFC 6455 §5.5)")
+    return code, reason
+
+
 class WSState(Enum):
     CONNECTING = "connecting"  # the handshake awaits the app's answer
     DENYING = "denying"  # a websocket.http.response is being sent
@@ -133,8 +150,9 @@ class WSStream:
         elif kind == "websocket.close" and state is WSState.CONNECTING:
             self._deny_plain(403)  # ASGI: a close before the accept is a 403
         elif kind == "websocket.close" and state is WSState.CONNECTED:
+            code, reason = _close_frame(message)
             self.state = WSState.CLOSED
-            self._sink.close(int(message.get("code") or NORMAL), message.get("reason") or "")
+            self._sink.close(code, reason)
         elif kind == "websocket.http.response.start" and state is WSState.CONNECTING:
             self.state = WSState.DENYING
             self.status = int(message["status"])

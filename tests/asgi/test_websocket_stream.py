@@ -205,6 +205,24 @@ def test_misplaced_messages_are_runtime_errors(message: dict[str, Any]) -> None:
     run(scenario())
 
 
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(1005, ""), (1006, ""), (1004, ""), (2999, ""), (5000, ""), (1000, "é" * 62)],
+)
+def test_a_close_code_or_reason_the_rfc_forbids_is_a_clear_error(code: int, reason: str) -> None:
+    async def scenario() -> None:
+        stream, sink = make()
+        await stream.receive()
+        await stream.send({"type": "websocket.accept"})
+        with pytest.raises(RuntimeError, match="RFC 6455"):
+            await stream.send({"type": "websocket.close", "code": code, "reason": reason})
+        assert stream.state is WSState.CONNECTED and sink.calls[-1][0] == "accept"
+        await stream.send({"type": "websocket.close", "code": 1012, "reason": "é" * 61})
+        assert sink.calls[-1] == ("close", 1012, "é" * 61)
+
+    run(scenario())
+
+
 def test_a_message_needs_exactly_one_payload() -> None:
     async def scenario() -> None:
         stream, _ = make()
