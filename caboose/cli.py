@@ -64,11 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = vars(build_parser().parse_args(argv))
     app = args.pop("app")
-    from caboose.server import ServeError, run
+    from caboose.server import run
 
     try:
         run(app, **args)
-    except (AppLoadError, ConfigError, ServeError) as exc:
+    except (AppLoadError, ConfigError) as exc:  # a bind failure is a ConfigError too
         _die(str(exc), EXIT_ERROR)
     except LifespanFailure as exc:
         _die(f"application startup failed: {exc}", EXIT_STARTUP_FAILED)

@@ -15,6 +15,15 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 WS_IMPLEMENTATIONS = ("auto", "none", "websockets")
 
 
+def _web_concurrency() -> int:
+    """uvicorn's and gunicorn's default for --workers: $WEB_CONCURRENCY, else 1."""
+    value = os.environ.get("WEB_CONCURRENCY", "")
+    try:
+        return int(value) if value.strip() else 1
+    except ValueError:
+        raise ConfigError(f"WEB_CONCURRENCY must be a number of workers, not {value!r}") from None
+
+
 def _opt(help: str, group: str = "server", **cli: Any) -> Any:
     """Field metadata the CLI reads: help text, argument group, argparse extras."""
     return {"help": help, "group": group, **cli}
@@ -171,6 +180,26 @@ class Config:
             "timeouts",
         ),
     )
+    workers: int = field(
+        default_factory=lambda: _web_concurrency(),
+        metadata=_opt(
+            "Worker processes sharing the sockets (default: $WEB_CONCURRENCY or 1).", "workers"
+        ),
+    )
+    timeout_worker_healthcheck: float = field(
+        default=30.0,
+        metadata=_opt("Seconds a worker may miss its heartbeat before it is replaced.", "workers"),
+    )
+    limit_max_requests: int | None = field(
+        default=None,
+        metadata=_opt("Replace a worker, gracefully, after this many requests.", "workers"),
+    )
+    limit_max_requests_jitter: int = field(
+        default=0,
+        metadata=_opt(
+            "Up to this many requests more, at random per worker (staggers them).", "workers"
+        ),
+    )
     server_header: bool = field(default=True, metadata=_opt("Send a Server header."))
     date_header: bool = field(default=True, metadata=_opt("Send a Date header."))
 
@@ -208,7 +237,18 @@ class Config:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")
         if self.ws_close_timeout <= 0:
             raise ConfigError("--ws-close-timeout must be positive")
+        self._check_workers()
         self._check_http2()
+
+    def _check_workers(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, not {self.workers}")
+        if self.timeout_worker_healthcheck <= 0:
+            raise ConfigError("--timeout-worker-healthcheck must be positive")
+        if self.limit_max_requests is not None and self.limit_max_requests < 1:
+            raise ConfigError("--limit-max-requests must be at least 1")
+        if self.limit_max_requests_jitter < 0:
+            raise ConfigError("--limit-max-requests-jitter must not be negative")
 
     def _check_http2(self) -> None:
         if not 16384 <= self.http2_max_frame_size <= 16777215:

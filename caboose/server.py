@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gc
 import logging
 import os
+import random
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
@@ -19,6 +20,7 @@ from caboose.asgi.lifespan import Lifespan
 from caboose.config import Config
 from caboose.errors import ConfigError
 from caboose.importer import load_app
+from caboose.transport.listen import BACKLOG, bind, describe
 from caboose.transport.negotiate import Negotiator
 from caboose.transport.state import ServerState
 from caboose.transport.tls import server_context
@@ -26,20 +28,31 @@ from caboose.transport.tls import server_context
 logger = logging.getLogger("caboose.error")
 
 
-class ServeError(RuntimeError):
-    """The server could not start (bind failure, ...); the message says why in one line."""
-
-
 class Server:
     """Serve one app; ``started`` is set once listening, ``request_exit()`` stops it."""
 
-    def __init__(self, app: Any, config: Config) -> None:
+    def __init__(
+        self,
+        app: Any,
+        config: Config,
+        sockets: list[socket.socket] | None = None,
+        *,
+        on_ready: Callable[[], None] | None = None,
+        quiet_listen: bool = False,
+    ) -> None:
+        """``sockets``: already listening (a supervisor's workers share them); else bound
+        from ``config`` when serving starts. ``on_ready`` is called once serving."""
         self.config = config
         self.app_source = app
         self.started = threading.Event()
+        self.on_ready = on_ready
+        self.quiet_listen = quiet_listen
+        self.forced = False  # a second signal: stop at once
+        self.inherited = sockets or []
         self.sockets: list[socket.socket] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exit: asyncio.Event | None = None
+        self._forced: asyncio.Event | None = None
         self._servers: list[asyncio.AbstractServer] = []
 
     @property
@@ -53,20 +66,41 @@ class Server:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to stop
                 loop.call_soon_threadsafe(self._exit.set)
 
+    def _on_signal(self) -> None:
+        """The first SIGINT/SIGTERM shuts down gracefully; a second one stops at once."""
+        assert self._exit is not None
+        if not self._exit.is_set():
+            self.request_exit()
+        elif not self.forced:
+            self.forced = True
+            logger.warning("Second signal: stopping at once, without waiting for requests")
+            if self._forced is not None:
+                self._forced.set()
+
     async def serve(self) -> None:
         config = self.config
         self._loop = asyncio.get_running_loop()
         self._exit = asyncio.Event()
+        self._forced = asyncio.Event()
         app = load_app(self.app_source, factory=config.factory, app_dir=config.app_dir)
         ssl_context = server_context(config)
         state = ServerState(config=config, app=app, trusted_proxies=config.trusted_proxies())
+        if config.limit_max_requests is not None:
+            jitter = random.randint(0, config.limit_max_requests_jitter)
+            state.requests_left = config.limit_max_requests + jitter
+            state.exhausted = self._max_requests
         lifespan = Lifespan(app, config.lifespan, state.lifespan_state)
         await lifespan.startup()
         try:
             await self._run(state, ssl_context)
         finally:
-            await lifespan.shutdown()
+            if not self.forced:
+                await lifespan.shutdown()
         logger.info("Finished server process [%d]", os.getpid())
+
+    def _max_requests(self) -> None:
+        logger.info("Reached --limit-max-requests: shutting down gracefully")
+        self.request_exit()
 
     async def _run(self, state: ServerState, ssl_context: Any) -> None:
         assert self._loop is not None and self._exit is not None
@@ -79,6 +113,8 @@ class Server:
             gc.freeze()
             self._install_signal_handlers()
             self.started.set()
+            if self.on_ready is not None:
+                self.on_ready()
             await self._exit.wait()
             await self._shutdown(state)
         finally:
@@ -87,45 +123,25 @@ class Server:
                 server.close()
 
     async def _listen(self, state: ServerState, ssl_context: Any) -> None:
-        config = self.config
         loop = asyncio.get_running_loop()
 
         def factory() -> Negotiator:
             return Negotiator(state)
 
-        try:
-            if config.fd is not None:
-                sock = socket.socket(fileno=config.fd)  # family and type read from the fd
-                server = await loop.create_server(factory, sock=sock, ssl=ssl_context)
-            elif config.uds is not None:
-                server = await loop.create_unix_server(factory, path=config.uds, ssl=ssl_context)
+        # A supervisor binds once for all its workers; alone, the server binds here.
+        self.sockets = self.inherited or bind(self.config)
+        for sock in self.sockets:
+            if sock.family == socket.AF_UNIX:
+                server = await loop.create_unix_server(factory, sock=sock, ssl=ssl_context)
             else:
                 server = await loop.create_server(
-                    factory, host=config.host, port=config.port, ssl=ssl_context, backlog=2048
+                    factory, sock=sock, ssl=ssl_context, backlog=BACKLOG
                 )
-        except OSError as exc:
-            raise ServeError(self._bind_error(exc)) from None
-        self._servers.append(server)
-        self.sockets = list(server.sockets)
-        for sock in self.sockets:
-            logger.info("caboose running on %s (Press CTRL+C to quit)", self._describe(sock))
-
-    def _bind_error(self, exc: OSError) -> str:
-        config = self.config
-        where = config.uds or (f"fd {config.fd}" if config.fd is not None else None)
-        where = where or f"{config.host}:{config.port}"
-        if exc.errno == errno.EADDRINUSE:
-            return f"cannot bind to {where}: address already in use"
-        return f"cannot bind to {where}: {exc.strerror or exc}"
-
-    def _describe(self, sock: socket.socket) -> str:
-        scheme = "https" if self.config.is_tls else "http"
-        name = sock.getsockname()
-        if sock.family == socket.AF_INET6:
-            return f"{scheme}://[{name[0]}]:{name[1]}"
-        if sock.family == socket.AF_INET:
-            return f"{scheme}://{name[0]}:{name[1]}"
-        return f"unix socket {name}"
+            self._servers.append(server)
+        if not self.quiet_listen:  # a supervisor's workers: it said where, once
+            for sock in self.sockets:
+                where = describe(self.config, sock)
+                logger.info("caboose running on %s (Press CTRL+C to quit)", where)
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -133,7 +149,7 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, self.request_exit)
+                loop.add_signal_handler(sig, self._on_signal)
 
     async def _refresh_headers(self, state: ServerState) -> None:
         """Keep the shared Server/Date fields current; the core never reads a clock."""
@@ -146,18 +162,28 @@ class Server:
     async def _shutdown(self, state: ServerState) -> None:
         """Stop accepting, let in-flight requests finish up to the graceful timeout, close."""
         logger.info("Shutting down")
-        state.shutting_down = True
         for server in self._servers:
             server.close()
         for connection in list(state.connections):
             connection.shutdown()
         deadline = self.config.timeout_graceful_shutdown
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._drained(state), deadline)
+        assert self._forced is not None
+        drained = asyncio.ensure_future(self._drained(state))
+        forced = asyncio.ensure_future(self._forced.wait())
+        await asyncio.wait([drained, forced], timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
+        drained.cancel()
+        forced.cancel()
+        if state.tasks:
+            why = "on a second signal" if self.forced else "after --timeout-graceful-shutdown"
+            logger.warning("Cancelling %d unfinished request(s) %s", len(state.tasks), why)
         for task in list(state.tasks):
             task.cancel()
         if state.tasks:
             await asyncio.wait(list(state.tasks), timeout=1.0)
+        for connection in list(state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()  # what is still open after the grace is cut, not awaited
 
     @staticmethod
     async def _drained(state: ServerState) -> None:
@@ -168,7 +194,7 @@ class Server:
                 await asyncio.sleep(0.05)  # connections close on their own once idle
 
 
-def _loop_factory(loop: str) -> Any:
+def loop_factory(loop: str) -> Any:
     if loop == "asyncio":
         return asyncio.new_event_loop
     try:
@@ -191,6 +217,16 @@ def run(app: Any, **options: Any) -> None:
 
     config = Config.from_options(**options)
     configure(config.log_level, access_log=config.access_log)
+    if config.workers > 1:
+        if not isinstance(app, str):
+            raise ConfigError("--workers needs the app as an import string (MODULE:ATTRIBUTE)")
+        from caboose.supervisor import Supervisor
+
+        logger.info("Started caboose %s", __version__)
+        status = Supervisor(app, config).run()
+        if status:
+            raise SystemExit(status)
+        return
     logger.info("Started caboose %s [%d]", __version__, os.getpid())
-    with asyncio.Runner(loop_factory=_loop_factory(config.loop)) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
         runner.run(serve(app, config))

@@ -173,14 +173,20 @@ class Driver(GatedProtocol):
         self.admit(stream)
 
     def run(self, stream: Exchange) -> None:
-        """Start the stream's app, or answer 503 when the server is full or stopping."""
+        """Start the stream's app, or answer 503 when the server is full.
+
+        A request that reaches a connection during a graceful shutdown is served: HTTP/1.1
+        closes after its response, and HTTP/2's GOAWAY promised to process it (RFC 9113
+        §6.8); refusing it would lose a request the client cannot know to retry."""
         state = self.state
-        if state.shutting_down or state.over_capacity():
+        if state.over_capacity():
             stream.status = 503
             stream.outcome = "refused"
             stream.disconnect()
             self.send_response(stream.stream_id, 503, _BUSY_HEADERS, _BUSY_BODY)
             return
+        if state.requests_left is not None:
+            state.count_request()
         task = self.create_task(stream.run(state.app))
         if not task.done():
             stream.task = task

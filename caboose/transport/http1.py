@@ -24,6 +24,9 @@ from caboose.transport.state import ServerState
 UpgradeHandler = Callable[["H1Driver", RequestReceived], bool]
 
 
+FRESH_GRACE = 1.0  # seconds a connection accepted before a shutdown has to bring its request
+
+
 class H1Driver(Driver):
     """One HTTP/1.1 connection."""
 
@@ -50,6 +53,9 @@ class H1Driver(Driver):
         self.idle_timer: asyncio.TimerHandle | None = None
         self.head_since: float | None = None
         self.head_timer: asyncio.TimerHandle | None = None
+        self.fresh = True  # no request has arrived yet
+        self.close_after_first = False  # shut down while fresh: serve one request, then close
+        self.fresh_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -77,7 +83,7 @@ class H1Driver(Driver):
             self.head_since = None
 
     def stop_timers(self) -> None:
-        for timer in (self.idle_timer, self.head_timer):
+        for timer in (self.idle_timer, self.head_timer, self.fresh_timer):
             if timer is not None:
                 timer.cancel()
 
@@ -91,6 +97,10 @@ class H1Driver(Driver):
         stream = open_stream(self, self.info, event, self.state)
         self.streams[event.stream_id] = stream
         self.admit(stream)
+        if self.fresh:
+            self.fresh = False
+            if self.close_after_first:
+                self.core.start_closing()  # this one is served; the connection then closes
 
     def admit(self, stream: Exchange) -> None:
         if self.active is None:
@@ -238,7 +248,21 @@ class H1Driver(Driver):
         self._flush()
 
     def shutdown(self) -> None:
-        """Graceful shutdown: finish owed responses, read nothing new, close when idle."""
+        """Graceful shutdown: finish owed responses, read nothing new, close when idle.
+
+        A connection that has not brought its first request yet was accepted just before the
+        listener closed, and its client is sending that request: it is served (then the
+        connection closes), or the connection closes after FRESH_GRACE without one. Closing
+        it at once would lose a request the client believes was accepted.
+        """
+        if self.fresh:
+            self.close_after_first = True
+            self.fresh_timer = self.loop.call_later(FRESH_GRACE, self._close_if_fresh)
+            return
         self.core.start_closing()
         if self.active is None and self.transport is not None:
+            self.close()
+
+    def _close_if_fresh(self) -> None:
+        if self.fresh:
             self.close()

@@ -24,7 +24,7 @@ from caboose.core.h2.frames import PREFACE
 from caboose.core.headers import has_token
 from caboose.core.ws_handshake import Refusal, read_offer
 from caboose.transport.driver import Driver
-from caboose.transport.http1 import H1Driver, UpgradeHandler
+from caboose.transport.http1 import FRESH_GRACE, H1Driver, UpgradeHandler
 from caboose.transport.http2 import H2Driver
 from caboose.transport.state import ServerState
 from caboose.transport.websocket import H1WebSocket
@@ -38,6 +38,7 @@ class Negotiator(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.sniffed = b""
         self.timer: asyncio.TimerHandle | None = None
+        self.draining = False  # the server began shutting down while we waited
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
@@ -54,7 +55,7 @@ class Negotiator(asyncio.Protocol):
             # Wait for the first bytes, but no longer than an idle keep-alive connection.
             self.state.connections.add(self)
             delay = self.state.config.timeout_keep_alive
-            self.timer = asyncio.get_running_loop().call_later(delay, self.shutdown)
+            self.timer = asyncio.get_running_loop().call_later(delay, self._give_up)
 
     def data_received(self, data: bytes) -> None:
         """Hold the first bytes until they show whether this is HTTP/2's preface."""
@@ -66,6 +67,8 @@ class Negotiator(asyncio.Protocol):
         assert self.transport is not None
         driver = H2Driver(self.state) if buffered.startswith(PREFACE) else self._http1()
         hand_over(self.transport, driver, buffered)
+        if self.draining:
+            driver.shutdown()  # the server is stopping: serve what came, then close
 
     def eof_received(self) -> bool | None:
         return None  # nothing was asked: close
@@ -74,7 +77,16 @@ class Negotiator(asyncio.Protocol):
         self._step_aside()
 
     def shutdown(self) -> None:
-        """Server shutdown, or the first bytes took too long: close (nothing is owed)."""
+        """Server shutdown: the client connected before the listener closed and its first
+        bytes are on their way; they get FRESH_GRACE to arrive (then the request is served
+        and the connection closes), or the connection closes without them."""
+        self.draining = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(FRESH_GRACE, self._give_up)
+
+    def _give_up(self) -> None:
+        """The first bytes took too long: close (nothing is owed)."""
         self._step_aside()
         if self.transport is not None:
             self.transport.close()

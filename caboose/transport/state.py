@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,15 @@ class ServerState:
     connections: set[Any] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None = None
-    shutting_down: bool = False
+    requests_left: int | None = None  # --limit-max-requests (with its jitter), counting down
+    exhausted: Callable[[], None] | None = None  # called when requests_left reaches 0
+
+    def count_request(self) -> None:
+        left = self.requests_left
+        if left is not None:
+            self.requests_left = left - 1
+            if left == 1 and self.exhausted is not None:
+                self.exhausted()
 
     def over_capacity(self) -> bool:
         limit = self.config.limit_concurrency

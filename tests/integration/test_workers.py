@@ -1,0 +1,326 @@
+"""``--workers``: a real supervisor process and its workers, driven from outside.
+
+Every process is started by the test and stopped by its PID; the supervisor's workers are
+found as its children in /proc.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import pytest
+
+from tests.h2peer import settle
+
+APP = """
+import asyncio, os
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if os.environ.get("FAIL_STARTUP"):
+                    await send({"type": "lifespan.startup.failed", "message": "no database"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["path"] == "/slow":
+        await asyncio.sleep(1.5)
+    if scope["path"] == "/block":
+        import time
+        time.sleep(30)  # the event loop stops turning: no heartbeat
+    body = str(os.getpid()).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+class Supervised:
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip())
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def port(self) -> int:
+        assert settle(lambda: "running on" in self.log(), 10), self.log()
+        found = re.search(r"running on http://127\.0\.0\.1:(\d+)", self.log())
+        assert found, self.log()
+        return int(found.group(1))
+
+    def workers(self) -> set[int]:
+        """The supervisor's live child processes (its workers), from /proc."""
+        children = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            mine = int(fields[1]) == self.process.pid and fields[0] != "Z"
+            if mine and "spawn_main" in (entry / "cmdline").read_text():
+                children.add(int(entry.name))
+        return children
+
+    def ready(self, count: int) -> set[int]:
+        """Wait until ``count`` workers serve (the supervisor says so); their PIDs."""
+
+        def serving() -> bool:
+            pids = self.workers()
+            return len(pids) == count and all(f"Worker [{p}] serving" in self.log() for p in pids)
+
+        assert settle(serving, 15), (self.workers(), self.log())
+        return self.workers()
+
+    @staticmethod
+    def _answering(port: int) -> set[int]:
+        try:
+            return {get(port)}
+        except OSError:
+            return set()
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+
+def get(port: int, path: str = "/", timeout: float = 5.0) -> int:
+    """One HTTP/1.1 request on a new connection; the PID of the worker that answered."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), data
+    return int(body)
+
+
+@contextmanager
+def supervised(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[Supervised]:
+    (tmp_path / "wapp.py").write_text(APP)
+    command = [sys.executable, "-m", "caboose", "wapp:app", "--port", "0", *args]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    supervised = Supervised(process)
+    try:
+        yield supervised
+    finally:
+        children = supervised.workers()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        for pid in children:  # none should be left; if one is, it goes too
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def until(condition: Callable[[], bool], timeout: float = 15) -> bool:
+    return settle(condition, timeout)
+
+
+def test_workers_share_the_socket_and_a_killed_one_is_replaced(tmp_path: Path) -> None:
+    with supervised(tmp_path, "--workers", "2") as server:
+        pids = server.ready(2)
+        assert "(HTTP/1.1, h2c) with 2 workers" in server.log()
+        victim = next(iter(pids))
+        os.kill(victim, signal.SIGKILL)
+        assert until(lambda: len(server.workers()) == 2 and victim not in server.workers()), (
+            server.workers(),
+            server.log(),
+        )
+        for _ in range(20):
+            assert get(server.port) in server.workers()  # the others keep serving
+        assert "died (signal 9): starting another" in server.log()
+
+
+def test_sigterm_lets_an_inflight_request_finish_then_everything_exits(tmp_path: Path) -> None:
+    with supervised(tmp_path, "--workers", "2") as server:
+        server.ready(2)
+        port = server.port
+        answered: list[int] = []
+        slow = threading.Thread(target=lambda: answered.append(get(port, "/slow")))
+        slow.start()
+        time.sleep(0.3)
+        server.signal(signal.SIGTERM)
+        slow.join(10)
+        assert answered, server.log()  # the in-flight request completed
+        assert server.process.wait(15) == 0
+        assert server.workers() == set()
+        assert "Shutting down 2 workers" in server.log()
+
+
+def test_a_second_sigint_stops_at_once(tmp_path: Path) -> None:
+    with supervised(tmp_path, "--workers", "2") as server:
+        server.ready(2)
+        port = server.port
+        threading.Thread(target=lambda: _ignore(lambda: get(port, "/slow")), daemon=True).start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        server.signal(signal.SIGINT)
+        time.sleep(0.2)
+        server.signal(signal.SIGINT)
+        assert server.process.wait(10) == 0
+        assert time.monotonic() - started < 1.4  # before /slow could finish
+        assert "Second signal" in server.log()
+
+
+def _ignore(call: Callable[[], object]) -> None:
+    with suppress(OSError, AssertionError):
+        call()
+
+
+def test_sighup_replaces_every_worker_while_serving(tmp_path: Path) -> None:
+    with supervised(tmp_path, "--workers", "2") as server:
+        old = server.ready(2)
+        port = server.port
+        failures: list[BaseException] = []
+        answered: list[int] = []
+        stop = threading.Event()
+
+        def load() -> None:  # a new connection per request: each races the reload
+            while not stop.is_set():
+                try:
+                    answered.append(get(port))
+                except (OSError, AssertionError) as exc:
+                    failures.append(exc)
+
+        loaders = [threading.Thread(target=load) for _ in range(4)]
+        for loader in loaders:
+            loader.start()
+        for _ in range(3):  # three reloads in a row, each replacing every worker
+            server.signal(signal.SIGHUP)
+            assert until(lambda old=old: len(server.workers()) == 2 and not server.workers() & old)
+            assert until(
+                lambda: all(f"Worker [{p}] serving" in server.log() for p in server.workers())
+            )
+            old = server.workers()
+        time.sleep(0.3)
+        stop.set()
+        for loader in loaders:
+            loader.join(10)
+        assert failures == [], (len(failures), len(answered), failures[:3])
+        assert len(set(answered)) >= 8  # the first two and the six that replaced them
+        assert "SIGHUP" in server.log()
+
+
+def test_sigttin_and_sigttou_add_and_remove_a_worker(tmp_path: Path) -> None:
+    with supervised(tmp_path, "--workers", "2") as server:
+        server.ready(2)
+        server.signal(signal.SIGTTIN)
+        assert until(lambda: len(server.workers()) == 3), server.log()
+        server.signal(signal.SIGTTOU)  # one at a time: the kernel merges a pending repeat
+        assert until(lambda: len(server.workers()) == 2), server.log()
+        server.signal(signal.SIGTTOU)
+        assert until(lambda: len(server.workers()) == 1), server.log()
+        server.signal(signal.SIGTTOU)  # never fewer than one
+        time.sleep(1.0)
+        assert len(server.workers()) == 1
+        get(server.port)
+
+
+def test_a_startup_failure_stops_the_whole_server_with_its_status(tmp_path: Path) -> None:
+    with supervised(tmp_path, "--workers", "2", env={"FAIL_STARTUP": "1"}) as server:
+        assert server.process.wait(20) == 3
+        assert "no database" in server.log()
+        assert "failed to start (exit status 3): stopping" in server.log()
+
+
+def test_an_import_error_stops_the_whole_server(tmp_path: Path) -> None:
+    (tmp_path / "wapp.py").write_text("import nothing_here\n")
+    command = [sys.executable, "-m", "caboose", "wapp:app", "--port", "0", "--workers", "2"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert "nothing_here" in done.stderr
+
+
+def test_a_worker_whose_loop_blocks_is_replaced(tmp_path: Path) -> None:
+    with supervised(tmp_path, "--workers", "2", "--timeout-worker-healthcheck", "2") as server:
+        server.ready(2)
+        port = server.port
+        blocked = threading.Thread(target=lambda: _ignore(lambda: get(port, "/block", 20)))
+        blocked.daemon = True
+        blocked.start()
+        assert until(lambda: "missed its heartbeat" in server.log(), 15), server.log()
+        assert until(lambda: len(server.workers()) == 2)
+        get(port)
+
+
+def test_max_requests_recycles_workers_without_losing_a_request(tmp_path: Path) -> None:
+    args = ("--workers", "2", "--limit-max-requests", "5", "--limit-max-requests-jitter", "2")
+    with supervised(tmp_path, *args) as server:
+        server.ready(2)
+        seen = {get(server.port) for _ in range(40)}  # every one must succeed
+        assert len(seen) >= 4, seen  # 40 requests, at most 7 per worker
+        assert "Reached --limit-max-requests" in server.log()
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_bad_worker_count_is_one_line(tmp_path: Path, value: str) -> None:
+    command = [sys.executable, "-m", "caboose", "wapp:app", "--workers", value]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip().splitlines()[-1].endswith(f"--workers must be at least 1, not {value}")
+    )
+
+
+def test_one_process_a_second_sigint_stops_at_once(tmp_path: Path) -> None:
+    with supervised(tmp_path) as server:
+        port = server.port
+        assert until(lambda: bool(Supervised._answering(port)))
+        threading.Thread(target=lambda: _ignore(lambda: get(port, "/slow")), daemon=True).start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        server.signal(signal.SIGINT)
+        time.sleep(0.2)
+        server.signal(signal.SIGINT)
+        assert server.process.wait(10) == 0
+        assert time.monotonic() - started < 1.4, server.log()
+        assert "Cancelling 1 unfinished request(s) on a second signal" in server.log()
+
+
+def test_the_graceful_timeout_cancels_with_a_count(tmp_path: Path) -> None:
+    with supervised(tmp_path, "--timeout-graceful-shutdown", "0.3") as server:
+        port = server.port
+        assert until(lambda: bool(Supervised._answering(port)))
+        threading.Thread(target=lambda: _ignore(lambda: get(port, "/slow")), daemon=True).start()
+        time.sleep(0.3)
+        server.signal(signal.SIGTERM)
+        assert server.process.wait(10) == 0
+        log = server.log()
+        assert "Cancelling 1 unfinished request(s) after --timeout-graceful-shutdown" in log
