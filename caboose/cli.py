@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import fields
-from typing import Any
+from typing import Any, NoReturn
 
 from caboose import __version__
 from caboose.asgi.lifespan import LifespanFailure
@@ -30,14 +30,21 @@ EXIT_ERROR = 1
 EXIT_STARTUP_FAILED = 3
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """A mistake on the command line is one line (argparse would print the usage too)."""
+        self.exit(2, f"caboose: error: {message} (see caboose --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="caboose",
         description=(
             "Serve an ASGI application over HTTP/1.1 and HTTP/2 (h2c and TLS), "
             "with trailers that reach the wire."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,  # "--header 5" must not quietly mean --header-read-timeout
     )
     parser.add_argument("app", metavar="APP", help="the application, as MODULE:ATTRIBUTE")
     parser.add_argument("--version", action="version", version=f"caboose {__version__}")

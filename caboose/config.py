@@ -48,7 +48,7 @@ class Config:
         metadata=_opt("Trust X-Forwarded-Proto/For from --forwarded-allow-ips.", "proxy"),
     )
     forwarded_allow_ips: str = field(
-        default_factory=lambda: os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        default_factory=lambda: os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
         metadata=_opt(
             "Comma-separated IPs/networks to trust proxy headers from; '*' all.", "proxy"
         ),
@@ -95,7 +95,7 @@ class Config:
     limit_header_count: int = field(
         default=100, metadata=_opt("Most header fields in a request (431 above).", "limits")
     )
-    h11_max_incomplete_event_size: int = field(
+    limit_body_buffer: int = field(
         default=65536 * 4,
         metadata=_opt("Request body bytes buffered before reading pauses.", "limits"),
     )

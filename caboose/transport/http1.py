@@ -62,7 +62,7 @@ class H1Driver(Driver):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         assert self.transport is not None
-        self.read_gate = ReadGate(self.transport, self.state.config.h11_max_incomplete_event_size)
+        self.read_gate = ReadGate(self.transport, self.state.config.limit_body_buffer)
         self._became_idle()
 
     def data_received(self, data: bytes) -> None:

@@ -168,3 +168,13 @@ def test_keep_alive_pings_can_be_turned_off_by_name() -> None:
     assert args.ws_ping_interval is None and args.ws_ping_timeout == 20.0
     line = one_line_error(caboose("caboose.demo:app", "--ws-ping-timeout", "soon"))
     assert "--ws-ping-timeout" in line and "'soon'" in line
+
+
+def test_a_bad_option_is_one_line_and_abbreviations_are_not_guessed() -> None:
+    result = caboose("caboose.demo:app", "--header", "5")  # once --header-read-timeout
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "caboose: error: unrecognized arguments: --header 5 (see caboose --help)"
+    ]
+    renamed = caboose("caboose.demo:app", "--h11-max-incomplete-event-size", "1")
+    assert "unrecognized arguments: --h11-max-incomplete-event-size" in renamed.stderr

@@ -49,7 +49,7 @@ def test_reading_pauses_until_the_app_consumes_the_body() -> None:
         await send({"type": "http.response.body"})
 
     async def scenario() -> FakeTransport:
-        state = ServerState(config=Config(h11_max_incomplete_event_size=1000), app=app)
+        state = ServerState(config=Config(limit_body_buffer=1000), app=app)
         protocol = H1Driver(state)
         transport = FakeTransport()
         protocol.connection_made(transport)  # type: ignore[arg-type]

@@ -1,0 +1,43 @@
+"""Config defaults and checks that mirror uvicorn's, without a server."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from caboose.config import Config
+from caboose.errors import ConfigError
+
+
+def test_proxy_headers_are_trusted_from_loopback_of_both_families_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    trusted = Config().trusted_proxies()
+    assert trusted is not None
+    for address in ("127.0.0.1", "::1"):
+        assert any(ipaddress.ip_address(address) in network for network in trusted)
+    assert not any(ipaddress.ip_address("10.0.0.1") in network for network in trusted)
+
+
+def test_web_concurrency_sets_the_default_worker_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    assert Config().workers == 3
+    monkeypatch.setenv("WEB_CONCURRENCY", "many")
+    with pytest.raises(ConfigError, match="WEB_CONCURRENCY"):
+        Config()
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"workers": 0}, "--workers"),
+        ({"timeout_worker_healthcheck": 0}, "--timeout-worker-healthcheck"),
+        ({"limit_max_requests": 0}, "--limit-max-requests"),
+        ({"limit_max_requests_jitter": -1}, "--limit-max-requests-jitter"),
+    ],
+)
+def test_bad_worker_options_name_themselves(options: dict[str, int], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Config(**options)  # type: ignore[arg-type]
