@@ -164,6 +164,11 @@ class Server:
         logger.info("Shutting down")
         for server in self._servers:
             server.close()
+        for sock in self.sockets:
+            # uvloop's server does not close a socket it was given: without this the kernel
+            # would go on completing handshakes into a backlog that nobody accepts from. (A
+            # worker closes only its copy; the supervisor's keeps the port open.)
+            sock.close()
         for connection in list(state.connections):
             connection.shutdown()
         deadline = self.config.timeout_graceful_shutdown

@@ -134,6 +134,8 @@ class Supervisor:
         else:
             logger.info("Shutting down %d workers", len(self.workers))
         self.stopping = True
+        for sock in self.sockets:
+            sock.close()  # new connections are refused now, not queued for nobody
         for worker in self.workers:
             self._signal(worker, signal.SIGTERM)
             if worker.retiring is None:

@@ -324,3 +324,25 @@ def test_the_graceful_timeout_cancels_with_a_count(tmp_path: Path) -> None:
         assert server.process.wait(10) == 0
         log = server.log()
         assert "Cancelling 1 unfinished request(s) after --timeout-graceful-shutdown" in log
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
+def test_once_shutting_down_new_connections_are_refused_not_queued(
+    tmp_path: Path, workers: list[str]
+) -> None:
+    with supervised(tmp_path, *workers) as server:
+        if workers:
+            server.ready(2)
+        port = server.port
+        assert until(lambda: bool(Supervised._answering(port)))
+        answered: list[int] = []
+        slow = threading.Thread(target=lambda: answered.append(get(port, "/slow")))
+        slow.start()
+        time.sleep(0.3)
+        server.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        slow.join(10)
+        assert answered  # the one in flight finished
+        assert server.process.wait(10) == 0
