@@ -37,6 +37,9 @@ class Config:
     port: int = field(default=8000, metadata=_opt("Bind socket to this port (0: any free)."))
     uds: str | None = field(default=None, metadata=_opt("Bind to a UNIX domain socket."))
     fd: int | None = field(default=None, metadata=_opt("Bind to socket from this descriptor."))
+    backlog: int = field(
+        default=2048, metadata=_opt("Connections the kernel queues before accepting more.")
+    )
     loop: str = field(default="auto", metadata=_opt("Event loop implementation.", choices=LOOPS))
     log_level: str = field(default="info", metadata=_opt("Log level.", choices=LOG_LEVELS))
     access_log: bool = field(default=True, metadata=_opt("Enable/disable the access log."))
@@ -218,6 +221,8 @@ class Config:
         for name in ("limit_request_line", "limit_header_size", "limit_header_count"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.backlog < 1:
+            raise ConfigError(f"--backlog must be at least 1, not {self.backlog}")
         if self.limit_concurrency is not None and self.limit_concurrency < 1:
             raise ConfigError("--limit-concurrency must be at least 1")
         if self.loop not in LOOPS:

@@ -20,7 +20,7 @@ from caboose.asgi.lifespan import Lifespan
 from caboose.config import Config
 from caboose.errors import ConfigError
 from caboose.importer import load_app
-from caboose.transport.listen import BACKLOG, bind, describe
+from caboose.transport.listen import bind, describe
 from caboose.transport.negotiate import Negotiator
 from caboose.transport.state import ServerState
 from caboose.transport.tls import server_context
@@ -135,7 +135,7 @@ class Server:
                 server = await loop.create_unix_server(factory, sock=sock, ssl=ssl_context)
             else:
                 server = await loop.create_server(
-                    factory, sock=sock, ssl=ssl_context, backlog=BACKLOG
+                    factory, sock=sock, ssl=ssl_context, backlog=self.config.backlog
                 )
             self._servers.append(server)
         if not self.quiet_listen:  # a supervisor's workers: it said where, once

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian tools the test suite drives, when they are missing: curl, nghttp and
 # h2load (nghttp2-client), nginx (the gRPC reverse proxy of tests/grpc), and Chromium with
-# its WebDriver (the browser test of WebSocket over HTTP/2).
+# its WebDriver (the browser test of WebSocket over HTTP/2), and ss (iproute2).
 #
 # Installing nginx must not start Debian's own nginx service (it would listen on port 80 of
 # every interface), so a policy-rc.d that forbids service starts is put in place for the
@@ -10,7 +10,7 @@ set -euo pipefail
 
 declare -A package_of=(
     [curl]=curl [nghttp]=nghttp2-client [h2load]=nghttp2-client [nginx]=nginx
-    [chromium]=chromium [chromedriver]=chromium-driver
+    [chromium]=chromium [chromedriver]=chromium-driver [ss]=iproute2
 )
 missing=()
 for command in "${!package_of[@]}"; do

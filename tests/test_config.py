@@ -33,6 +33,7 @@ def test_web_concurrency_sets_the_default_worker_count(monkeypatch: pytest.Monke
     ("options", "named"),
     [
         ({"workers": 0}, "--workers"),
+        ({"backlog": 0}, "--backlog"),
         ({"timeout_worker_healthcheck": 0}, "--timeout-worker-healthcheck"),
         ({"limit_max_requests": 0}, "--limit-max-requests"),
         ({"limit_max_requests_jitter": -1}, "--limit-max-requests-jitter"),
@@ -41,3 +42,20 @@ def test_web_concurrency_sets_the_default_worker_count(monkeypatch: pytest.Monke
 def test_bad_worker_options_name_themselves(options: dict[str, int], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         Config(**options)  # type: ignore[arg-type]
+
+
+def test_the_backlog_reaches_the_listening_socket() -> None:
+    import socket
+    import subprocess
+
+    from caboose.transport.listen import bind
+
+    (sock,) = bind(Config(host="127.0.0.1", port=0, backlog=7))
+    with sock:
+        port = sock.getsockname()[1]
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        # ss shows a listening socket's backlog as its Send-Q.
+        listing = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert listing[0] == "LISTEN" and listing[2] == "7", listing

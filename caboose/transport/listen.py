@@ -13,8 +13,6 @@ import stat
 from caboose.config import Config
 from caboose.errors import ConfigError
 
-BACKLOG = 2048
-
 
 class BindError(ConfigError):
     """A socket could not be bound; the message says where and why, in one line."""
@@ -23,10 +21,10 @@ class BindError(ConfigError):
 def bind(config: Config) -> list[socket.socket]:
     """The sockets of ``--fd``, ``--uds`` or ``--host``/``--port``, listening."""
     if config.fd is not None:
-        return [_from_fd(config.fd)]
+        return [_from_fd(config.fd)]  # the socket's owner chose its backlog
     if config.uds is not None:
-        return [_unix(config.uds)]
-    return _tcp(config.host, config.port)
+        return [_unix(config.uds, config.backlog)]
+    return _tcp(config.host, config.port, config.backlog)
 
 
 def _from_fd(fd: int) -> socket.socket:
@@ -38,7 +36,7 @@ def _from_fd(fd: int) -> socket.socket:
     return sock
 
 
-def _unix(path: str) -> socket.socket:
+def _unix(path: str, backlog: int) -> socket.socket:
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(os.stat(path).st_mode):
             os.unlink(path)  # a stale socket from an earlier run
@@ -46,7 +44,7 @@ def _unix(path: str) -> socket.socket:
     try:
         sock.bind(path)
         os.chmod(path, 0o666)  # as uvicorn: any local user may connect; the folder decides
-        sock.listen(BACKLOG)
+        sock.listen(backlog)
     except OSError as exc:
         sock.close()
         raise BindError(_message(path, exc)) from None
@@ -54,7 +52,7 @@ def _unix(path: str) -> socket.socket:
     return sock
 
 
-def _tcp(host: str, port: int) -> list[socket.socket]:
+def _tcp(host: str, port: int, backlog: int) -> list[socket.socket]:
     try:
         infos = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -75,7 +73,7 @@ def _tcp(host: str, port: int) -> list[socket.socket]:
             if port == 0 and sockets:  # one free port for every address of the host
                 address = (address[0], sockets[0].getsockname()[1], *address[2:])
             sock.bind(address)
-            sock.listen(BACKLOG)
+            sock.listen(backlog)
         except OSError as exc:
             sock.close()
             for bound in sockets:
