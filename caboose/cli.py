@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import fields
 from typing import Any, NoReturn
@@ -36,6 +37,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"caboose: error: {message} (see caboose --help)\n")
 
 
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _switch(parser: argparse.ArgumentParser, variable: str, raw: str) -> bool:
+    if raw.strip().lower() in _TRUE:
+        return True
+    if raw.strip().lower() in _FALSE:
+        return False
+    parser.error(f"${variable} must be one of 1/0, true/false, yes/no, on/off, not {raw!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="caboose",
@@ -58,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         kind = str(f.type).replace(" | None", "")
+        variable = "CABOOSE_" + f.name.upper()
+        meta["help"] += f" [${variable}]"
+        if variable in os.environ:  # the environment sets the default; the flag still wins
+            raw = os.environ[variable]
+            # argparse converts a string default with the option's type, naming the option
+            # in its error; a switch is read here.
+            default = _switch(parser, variable, raw) if kind == "bool" else raw
         if kind == "bool":
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **meta)
         elif str(f.type).endswith(" | None") and default is not None:

@@ -178,3 +178,25 @@ def test_a_bad_option_is_one_line_and_abbreviations_are_not_guessed() -> None:
     ]
     renamed = caboose("caboose.demo:app", "--h11-max-incomplete-event-size", "1")
     assert "unrecognized arguments: --h11-max-incomplete-event-size" in renamed.stderr
+
+
+def test_every_option_has_an_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from caboose.cli import build_parser
+
+    monkeypatch.setenv("CABOOSE_PORT", "9123")
+    monkeypatch.setenv("CABOOSE_HTTP2", "off")
+    monkeypatch.setenv("CABOOSE_WS_PING_INTERVAL", "none")
+    args = build_parser().parse_args(["a:b"])
+    assert (args.port, args.http2, args.ws_ping_interval) == (9123, False, None)
+    assert build_parser().parse_args(["a:b", "--port", "9", "--http2"]).port == 9  # flag wins
+    env = {**os.environ, "CABOOSE_ACCESS_LOG": "perhaps"}
+    result = subprocess.run(
+        [sys.executable, "-m", "caboose", "caboose.demo:app"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=20,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "$CABOOSE_ACCESS_LOG must be one of" in one_line_error(result)
