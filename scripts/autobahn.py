@@ -5,9 +5,10 @@
 
 The suite runs only on Python 2.7: the script finds one (pyenv's, or ``python2.7`` on PATH),
 installs ``autobahntestsuite`` for it into ``.autobahn/lib`` on first use (``pip install
---target``; the ``zope`` namespace package needs an ``__init__.py`` there), serves an echo
-app on 127.0.0.1 (a free port), runs ``wstest -m fuzzingclient`` against it and prints the
-counts of each verdict. The exit status is 1 when any case FAILED, or the run did not finish.
+--target``; the ``zope`` namespace package needs an ``__init__.py`` there), serves the
+benchmarks' app (benchmarks/hello.py, whose sockets echo) on 127.0.0.1 (a free port), runs
+``wstest -m fuzzingclient`` against it and prints the counts of each verdict. The exit
+status is 1 when any case FAILED, or the run did not finish.
 """
 
 from __future__ import annotations
@@ -29,24 +30,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.hello import app as echo  # noqa: E402
 from caboose.config import Config  # noqa: E402
 from caboose.server import Server  # noqa: E402
 
 SUITE = ROOT / ".autobahn" / "lib"
 ALL_BUT_PERFORMANCE = ["*"]
 EXCLUDED = ["9.*"]  # performance: large messages, timed; not a conformance verdict
-
-
-async def echo(scope: Any, receive: Any, send: Any) -> None:
-    if scope["type"] != "websocket":
-        return
-    await receive()
-    await send({"type": "websocket.accept"})
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        await send({"type": "websocket.send", "text": message["text"], "bytes": message["bytes"]})
 
 
 def python27() -> str:

@@ -39,6 +39,11 @@ class Refusal:
     reason: str
     headers: Headers = field(default_factory=list)
 
+    def response(self) -> tuple[Headers, bytes]:
+        """The fields and the plain-text body of the answer, for either HTTP version."""
+        body = f"{self.reason}\n".encode()
+        return [*self.headers, (b"content-type", b"text/plain; charset=utf-8")], body
+
 
 def _list_field(headers: Headers, name: bytes) -> list[bytes]:
     """The elements of a comma-separated field that may be repeated (RFC 9110 §5.3)."""

@@ -158,22 +158,19 @@ class H2Driver(Driver):
         stream (the app accepts with a 200 or denies); other protocols are not served."""
         stream_id = event.stream_id
         if event.protocol != b"websocket":
-            self._refuse(stream_id, 501, "unsupported :protocol (RFC 8441 §4)")
+            self._refuse(stream_id, Refusal(501, "unsupported :protocol (RFC 8441 §4)"))
             return
         offer = read_offer(event)
         if isinstance(offer, Refusal):
-            self._refuse(stream_id, offer.status, offer.reason, offer.headers)
+            self._refuse(stream_id, offer)
             return
         socket = H2WebSocket(self, self.info, event, offer)
         self.streams[stream_id] = socket
         self.run(socket)
 
-    def _refuse(
-        self, stream_id: int, status: int, reason: str, headers: Headers | None = None
-    ) -> None:
-        body = f"{reason}\n".encode()
-        fields = [*(headers or ()), (b"content-type", b"text/plain; charset=utf-8")]
-        self.core.send_head(stream_id, status, self._with_defaults(fields, len(body)))
+    def _refuse(self, stream_id: int, refusal: Refusal) -> None:
+        fields, body = refusal.response()
+        self.core.send_head(stream_id, refusal.status, self._with_defaults(fields, len(body)))
         self.core.send_data(stream_id, body, True)
         self._schedule_flush()
 

@@ -139,8 +139,7 @@ def upgrade_to_websocket(driver: H1Driver, event: RequestReceived) -> bool:
     accepts or denies it; an invalid one is answered here (400, or 426 naming version 13)."""
     offer = read_offer(event)
     if isinstance(offer, Refusal):
-        body = f"{offer.reason}\n".encode()
-        headers = [*offer.headers, (b"content-type", b"text/plain; charset=utf-8")]
+        headers, body = offer.response()
         driver.answer(event.stream_id, offer.status, headers, body)
         return True
     if driver.transport is None:

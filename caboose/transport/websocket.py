@@ -114,7 +114,7 @@ class WSSession:
     def send_acceptance(self, fields: Headers) -> None:
         raise NotImplementedError
 
-    def send_denial(self, status: int, headers: Headers) -> None:
+    def deny(self, status: int, headers: Headers) -> None:
         raise NotImplementedError
 
     def send_denial_body(self, body: bytes, *, end: bool) -> None:
@@ -192,9 +192,6 @@ class WSSession:
         early, self.early = self.early, b""
         if early:
             self.receive(early)
-
-    def deny(self, status: int, headers: Headers) -> None:
-        self.send_denial(status, headers)
 
     def deny_body(self, body: bytes, *, more: bool) -> None:
         if not more:
@@ -339,7 +336,7 @@ class H1WebSocket(WSSession, GatedProtocol):
         self.write(self.core.data_to_send())
         self.early = self.core.trailing_data() + self.early
 
-    def send_denial(self, status: int, headers: Headers) -> None:
+    def deny(self, status: int, headers: Headers) -> None:
         # The handshake is refused: the connection ends after this response.
         self.core.send_head(self.stream_id, status, [*headers, (b"connection", b"close")])
         self.write(self.core.data_to_send())
@@ -465,7 +462,7 @@ class H2WebSocket(WSSession):
         self.stream.status = 200  # RFC 8441 §5: a 2xx accepts
         self.driver.send_head(self.stream_id, 200, fields, end_stream=False, trailers=False)
 
-    def send_denial(self, status: int, headers: Headers) -> None:
+    def deny(self, status: int, headers: Headers) -> None:
         self.driver.send_head(self.stream_id, status, headers, end_stream=False, trailers=False)
 
     def send_denial_body(self, body: bytes, *, end: bool) -> None:

@@ -184,10 +184,16 @@ def test_sigterm_lets_an_inflight_request_finish_then_everything_exits(tmp_path:
         assert "Shutting down 2 workers" in server.log()
 
 
-def test_a_second_sigint_stops_at_once(tmp_path: Path) -> None:
-    with supervised(tmp_path, "--workers", "2") as server:
-        server.ready(2)
-        port = server.port
+@pytest.mark.parametrize(
+    ("workers", "said"),
+    [
+        (["--workers", "2"], "Second signal"),
+        ([], "Cancelling 1 unfinished request(s) on a second signal"),
+    ],
+)
+def test_a_second_sigint_stops_at_once(tmp_path: Path, workers: list[str], said: str) -> None:
+    with supervised(tmp_path, *workers) as server:
+        port = serving(server, workers)
         threading.Thread(target=lambda: _ignore(lambda: get(port, "/slow")), daemon=True).start()
         time.sleep(0.3)
         started = time.monotonic()
@@ -195,8 +201,17 @@ def test_a_second_sigint_stops_at_once(tmp_path: Path) -> None:
         time.sleep(0.2)
         server.signal(signal.SIGINT)
         assert server.process.wait(10) == 0
-        assert time.monotonic() - started < 1.4  # before /slow could finish
-        assert "Second signal" in server.log()
+        assert time.monotonic() - started < 1.4, server.log()  # before /slow could finish
+        assert said in server.log()
+
+
+def serving(server: Supervised, workers: list[str]) -> int:
+    """Wait until the server answers (all its workers, if any); its port."""
+    if workers:
+        server.ready(int(workers[1]))
+    port = server.port
+    assert until(lambda: bool(Supervised._answering(port)))
+    return port
 
 
 def _ignore(call: Callable[[], object]) -> None:
@@ -299,25 +314,9 @@ def test_a_bad_worker_count_is_one_line(tmp_path: Path, value: str) -> None:
     )
 
 
-def test_one_process_a_second_sigint_stops_at_once(tmp_path: Path) -> None:
-    with supervised(tmp_path) as server:
-        port = server.port
-        assert until(lambda: bool(Supervised._answering(port)))
-        threading.Thread(target=lambda: _ignore(lambda: get(port, "/slow")), daemon=True).start()
-        time.sleep(0.3)
-        started = time.monotonic()
-        server.signal(signal.SIGINT)
-        time.sleep(0.2)
-        server.signal(signal.SIGINT)
-        assert server.process.wait(10) == 0
-        assert time.monotonic() - started < 1.4, server.log()
-        assert "Cancelling 1 unfinished request(s) on a second signal" in server.log()
-
-
 def test_the_graceful_timeout_cancels_with_a_count(tmp_path: Path) -> None:
     with supervised(tmp_path, "--timeout-graceful-shutdown", "0.3") as server:
-        port = server.port
-        assert until(lambda: bool(Supervised._answering(port)))
+        port = serving(server, [])
         threading.Thread(target=lambda: _ignore(lambda: get(port, "/slow")), daemon=True).start()
         time.sleep(0.3)
         server.signal(signal.SIGTERM)
@@ -331,10 +330,7 @@ def test_once_shutting_down_new_connections_are_refused_not_queued(
     tmp_path: Path, workers: list[str]
 ) -> None:
     with supervised(tmp_path, *workers) as server:
-        if workers:
-            server.ready(2)
-        port = server.port
-        assert until(lambda: bool(Supervised._answering(port)))
+        port = serving(server, workers)
         answered: list[int] = []
         slow = threading.Thread(target=lambda: answered.append(get(port, "/slow")))
         slow.start()
