@@ -10,6 +10,8 @@ import trustme
 
 @dataclass(frozen=True)
 class TestCertificate:
+    __test__ = False  # a helper, not a test class (pytest collects "Test*" it is imported as)
+
     ca: Path  # the CA certificate clients trust
     cert: Path  # the server's certificate chain, for 127.0.0.1 and localhost
     key: Path  # its private key

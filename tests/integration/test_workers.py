@@ -66,7 +66,7 @@ class Supervised:
     @property
     def port(self) -> int:
         assert settle(lambda: "running on" in self.log(), 10), self.log()
-        found = re.search(r"running on http://127\.0\.0\.1:(\d+)", self.log())
+        found = re.search(r"running on https?://127\.0\.0\.1:(\d+)", self.log())
         assert found, self.log()
         return int(found.group(1))
 
@@ -120,9 +120,10 @@ def get(port: int, path: str = "/", timeout: float = 5.0) -> int:
 
 @contextmanager
 def supervised(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, app: str = APP
 ) -> Iterator[Supervised]:
-    (tmp_path / "wapp.py").write_text(APP)
+    """``caboose wapp:app ARGS`` serving ``app`` (source text) from ``tmp_path``."""
+    (tmp_path / "wapp.py").write_text(app)
     command = [sys.executable, "-m", "caboose", "wapp:app", "--port", "0", *args]
     process = subprocess.Popen(
         command,
