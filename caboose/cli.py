@@ -94,7 +94,11 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         run(app, **args)
-    except (AppLoadError, ConfigError) as exc:  # a bind failure is a ConfigError too
+    except AppLoadError as exc:
+        if exc.traceback:
+            print(exc.traceback, end="", file=sys.stderr)
+        _die(str(exc), EXIT_ERROR)
+    except ConfigError as exc:  # a bind failure is a ConfigError too
         _die(str(exc), EXIT_ERROR)
     except LifespanFailure as exc:
         _die(f"application startup failed: {exc}", EXIT_STARTUP_FAILED)

@@ -13,6 +13,13 @@ LOOPS = ("auto", "asyncio", "uvloop")
 LIFESPANS = ("auto", "on", "off")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 WS_IMPLEMENTATIONS = ("auto", "none", "websockets")
+# RFC 9113 §9.2.2: HTTP/2 over TLS 1.2 needs ephemeral key exchange and AEAD ciphers.
+DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+CERT_REQS = {"none": 0, "optional": 1, "required": 2, "0": 0, "1": 1, "2": 2}
+# --ssl-version: names, and uvicorn's ssl.PROTOCOL_* numbers (PROTOCOL_TLS 2, PROTOCOL_TLSv1_2
+# 5, PROTOCOL_TLS_SERVER 17, its default) read as the lowest version to accept.
+TLS_VERSIONS = {"tlsv1.2": "TLSv1.2", "1.2": "TLSv1.2", "2": "TLSv1.2", "5": "TLSv1.2"}
+TLS_VERSIONS |= {"17": "TLSv1.2", "tlsv1.3": "TLSv1.3", "1.3": "TLSv1.3"}
 
 
 def _web_concurrency() -> int:
@@ -73,6 +80,26 @@ class Config:
     ssl_ca_certs: str | None = field(
         default=None, metadata=_opt("CA certificates to verify clients with.", "tls")
     )
+    ssl_cert_reqs: str | None = field(
+        default=None,
+        metadata=_opt(
+            "Client certificates: none, optional or required (or uvicorn's 0/1/2); "
+            "default optional with --ssl-ca-certs, else none.",
+            "tls",
+        ),
+    )
+    ssl_ciphers: str = field(
+        default=DEFAULT_CIPHERS,
+        metadata=_opt("OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are fixed).", "tls"),
+    )
+    ssl_version: str = field(
+        default="TLSv1.2",
+        metadata=_opt(
+            "Lowest TLS version: TLSv1.2 or TLSv1.3 (uvicorn's protocol numbers 2, 5, 17 "
+            "mean TLSv1.2; older versions are refused).",
+            "tls",
+        ),
+    )
     timeout_keep_alive: float = field(
         default=5.0,
         metadata=_opt("Close idle keep-alive connections after this many seconds.", "timeouts"),
@@ -81,9 +108,13 @@ class Config:
         default=10.0,
         metadata=_opt("Seconds a client has to send a whole request head (slowloris).", "timeouts"),
     )
-    timeout_graceful_shutdown: float = field(
-        default=30.0,
-        metadata=_opt("Seconds in-flight requests get to finish on shutdown.", "timeouts"),
+    timeout_graceful_shutdown: float | None = field(
+        default=None,
+        metadata=_opt(
+            "Seconds in-flight requests get to finish on shutdown (default, as uvicorn: as "
+            "long as they take; a second Ctrl-C stops at once).",
+            "timeouts",
+        ),
     )
     limit_concurrency: int | None = field(
         default=None,
@@ -211,12 +242,28 @@ class Config:
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             raise ConfigError("--ssl-keyfile needs --ssl-certfile")
         self.trusted_proxies()  # fail early on a malformed --forwarded-allow-ips
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        if self.ssl_cert_reqs is not None and self.ssl_cert_reqs.lower() not in CERT_REQS:
+            raise ConfigError(
+                "--ssl-cert-reqs must be none, optional or required (0, 1, 2), "
+                f"not {self.ssl_cert_reqs!r}"
+            )
+        if self.client_cert_mode > 0 and self.ssl_ca_certs is None:
+            raise ConfigError("--ssl-cert-reqs optional/required needs --ssl-ca-certs")
+        if self.ssl_version.lower() not in TLS_VERSIONS:
+            raise ConfigError(
+                f"--ssl-version must be TLSv1.2 or TLSv1.3, not {self.ssl_version!r} "
+                "(TLS 1.0 and 1.1 are deprecated, RFC 8996; HTTP/2 needs 1.2, RFC 9113 §9.2)"
+            )
 
     def _check_ranges(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, not {self.port}")
         for name in ("timeout_keep_alive", "header_read_timeout", "timeout_graceful_shutdown"):
-            if getattr(self, name) <= 0:
+            value = getattr(self, name)
+            if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")
         for name in ("limit_request_line", "limit_header_size", "limit_header_count"):
             if getattr(self, name) < 1:
@@ -278,6 +325,18 @@ class Config:
     @property
     def is_tls(self) -> bool:
         return self.ssl_certfile is not None
+
+    @property
+    def client_cert_mode(self) -> int:
+        """ssl.VerifyMode's value for client certificates (0 none, 1 optional, 2 required)."""
+        if self.ssl_cert_reqs is None:
+            return 1 if self.ssl_ca_certs else 0
+        return CERT_REQS[self.ssl_cert_reqs.lower()]
+
+    @property
+    def tls_minimum_version(self) -> str:
+        """The ``ssl.TLSVersion`` member name of the lowest version served."""
+        return TLS_VERSIONS[self.ssl_version.lower()].replace(".", "_")
 
     def trusted_proxies(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
         """The proxy networks trusted for X-Forwarded-*; ``None`` means trust everyone."""

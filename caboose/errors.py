@@ -73,7 +73,12 @@ class ConfigError(ValueError):
 
 
 class AppLoadError(RuntimeError):
-    """The application could not be imported or built."""
+    """The application could not be imported or built. ``traceback``: where the app's own
+    code failed (an exception while importing its module), for the log; else empty."""
+
+    def __init__(self, message: str, traceback: str = "") -> None:
+        super().__init__(message)
+        self.traceback = traceback
 
 
 class ClientDisconnected(OSError):

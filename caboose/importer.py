@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+import traceback
 from typing import Any
 
 from caboose.asgi.http import ASGIApp
@@ -21,8 +22,9 @@ def import_from_string(target: str) -> Any:
         if exc.name != module_name and not module_name.startswith(f"{exc.name}."):
             raise AppLoadError(f'error while importing "{module_name}": {exc}') from exc
         raise AppLoadError(f'could not import module "{module_name}"') from exc
-    except Exception as exc:
-        raise AppLoadError(f'error while importing "{module_name}": {exc!r}') from exc
+    except Exception as exc:  # the app's module itself failed: show where
+        message = f'error while importing "{module_name}": {exc!r}'
+        raise AppLoadError(message, _app_traceback(exc)) from exc
     instance: Any = module
     for attr in attrs.split("."):
         try:
@@ -32,12 +34,31 @@ def import_from_string(target: str) -> Any:
     return instance
 
 
-def load_app(app: Any, *, factory: bool = False, app_dir: str = ".") -> ASGIApp:
-    """Resolve ``app`` (a callable or an import string) to an ASGI 3 callable."""
+def _app_traceback(exc: BaseException) -> str:
+    """The traceback of an exception raised by the app's module, without the frames of the
+    import machinery that led there."""
+    ours = (__file__, importlib.__file__)
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if frame.filename not in ours and not frame.filename.startswith("<frozen")
+    ]
+    head = "Traceback (most recent call last):\n"
+    return head + "".join(traceback.format_list(frames) + traceback.format_exception_only(exc))
+
+
+def import_app(app: Any, app_dir: str = ".") -> Any:
+    """Import ``app`` if it is a "module:attribute" string (from ``app_dir``); else as is."""
     if isinstance(app, str):
         if app_dir not in sys.path:
             sys.path.insert(0, app_dir)
-        app = import_from_string(app)
+        return import_from_string(app)
+    return app
+
+
+def load_app(app: Any, *, factory: bool = False, app_dir: str = ".") -> ASGIApp:
+    """Resolve ``app`` (a callable or an import string) to an ASGI 3 callable."""
+    app = import_app(app, app_dir)
     if factory:
         try:
             app = app()

@@ -19,7 +19,7 @@ from caboose import __version__
 from caboose.asgi.lifespan import Lifespan
 from caboose.config import Config
 from caboose.errors import ConfigError
-from caboose.importer import load_app
+from caboose.importer import import_app, load_app
 from caboose.transport.listen import bind, describe
 from caboose.transport.negotiate import Negotiator
 from caboose.transport.state import ServerState
@@ -39,14 +39,17 @@ class Server:
         *,
         on_ready: Callable[[], None] | None = None,
         quiet_listen: bool = False,
+        supervised: bool = False,
     ) -> None:
         """``sockets``: already listening (a supervisor's workers share them); else bound
-        from ``config`` when serving starts. ``on_ready`` is called once serving."""
+        from ``config`` when serving starts. ``on_ready`` is called once serving.
+        ``supervised``: a worker, which takes its signals from its supervisor (below)."""
         self.config = config
         self.app_source = app
         self.started = threading.Event()
         self.on_ready = on_ready
         self.quiet_listen = quiet_listen
+        self.supervised = supervised
         self.forced = False  # a second signal: stop at once
         self.inherited = sockets or []
         self.sockets: list[socket.socket] = []
@@ -71,11 +74,18 @@ class Server:
         assert self._exit is not None
         if not self._exit.is_set():
             self.request_exit()
-        elif not self.forced:
+        else:
+            self.force_exit("Second signal")
+
+    def force_exit(self, why: str = "Told to stop at once") -> None:
+        """Stop at once: in-flight requests are cancelled, lifespan shutdown is skipped.
+        Call it on the loop's thread (a signal handler installed with the loop is)."""
+        assert self._exit is not None and self._forced is not None
+        if not self.forced:
             self.forced = True
-            logger.warning("Second signal: stopping at once, without waiting for requests")
-            if self._forced is not None:
-                self._forced.set()
+            logger.warning("%s: stopping at once, without waiting for requests", why)
+            self._exit.set()
+            self._forced.set()
 
     async def serve(self) -> None:
         config = self.config
@@ -147,6 +157,13 @@ class Server:
         if threading.current_thread() is not threading.main_thread():
             return  # embedded (tests, threads): the owner calls request_exit()
         loop = asyncio.get_running_loop()
+        if self.supervised:
+            # SIGTERM may come twice, from the supervisor and from whoever signalled the whole
+            # group (systemd's KillMode=control-group, `kill -- -PGID`): both mean "drain".
+            # Only the supervisor's SIGQUIT means "now"; Ctrl-C's SIGINT is the supervisor's.
+            loop.add_signal_handler(signal.SIGTERM, self.request_exit)
+            loop.add_signal_handler(signal.SIGQUIT, self.force_exit)
+            return
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, self._on_signal)
@@ -227,11 +244,12 @@ def run(app: Any, **options: Any) -> None:
             raise ConfigError("--workers needs the app as an import string (MODULE:ATTRIBUTE)")
         from caboose.supervisor import Supervisor
 
-        logger.info("Started caboose %s", __version__)
         status = Supervisor(app, config).run()
         if status:
             raise SystemExit(status)
         return
+    # Import first: an app that cannot load must not follow a "Started" line.
+    app = import_app(app, config.app_dir)
     logger.info("Started caboose %s [%d]", __version__, os.getpid())
     with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
         runner.run(serve(app, config))

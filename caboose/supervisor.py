@@ -5,6 +5,8 @@ nothing inherited but the sockets) that accept from them. It never touches a req
 worker reports over a pipe: ``ready`` once serving, then a heartbeat every second from its
 event loop, so a loop that stops turning is noticed.
 
+- The first worker boots alone and the others follow once it serves; "Started" and the
+  listening line come then, so an app that cannot start says why once, before either.
 - A worker that exits with an error status before it was ready failed at start-up (import
   error, lifespan failure): the whole server stops with that status, instead of a crash
   loop; the worker printed why. (One killed by a signal meanwhile is a crash, below.)
@@ -14,7 +16,8 @@ event loop, so a loop that stops turning is noticed.
 - A worker that exits by itself with status 0 reached ``--limit-max-requests``: it is
   replaced at once (its successor is already starting while it drains).
 - SIGTERM / SIGINT: every worker is told SIGTERM and shuts down gracefully; a second
-  SIGINT or SIGTERM is passed on too, which makes the workers stop at once.
+  SIGINT or SIGTERM makes the supervisor tell them SIGQUIT: stop at once. A worker takes no
+  other signal as "now", so a SIGTERM sent to the whole group (systemd) still drains.
 - SIGHUP: rolling reload. New workers start; each one that is ready retires an old one, so
   the sockets are served throughout.
 - SIGTTIN / SIGTTOU: one worker more / fewer.
@@ -35,6 +38,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from caboose import __version__
 from caboose.config import Config
 from caboose.transport.listen import bind, describe
 
@@ -68,6 +72,7 @@ class Supervisor:
     stopping: bool = False
     exit_status: int = 0
     next_start: float = 0.0  # no new worker before this time (crash back-off)
+    started: bool = False  # a worker has been ready: the app can start
 
     def run(self) -> int:
         config = self.config
@@ -81,11 +86,7 @@ class Supervisor:
         previous = signal.set_wakeup_fd(wake_write.fileno())
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in _HANDLED}
         try:
-            for sock in sockets:
-                logger.info(
-                    "caboose running on %s with %d workers", describe(config, sock), self.target
-                )
-            logger.info("Started supervisor process [%d]", os.getpid())
+            logger.info("Supervisor [%d] booting %d workers", os.getpid(), self.target)
             while not (self.stopping and not self.workers):
                 self._spawn_missing()
                 self._wait(wake_read)
@@ -131,13 +132,13 @@ class Supervisor:
     def _stop(self, *, forced: bool) -> None:
         if forced:
             logger.warning("Second signal: the workers stop at once")
-        else:
+        elif self.workers:
             logger.info("Shutting down %d workers", len(self.workers))
         self.stopping = True
         for sock in self.sockets:
             sock.close()  # new connections are refused now, not queued for nobody
         for worker in self.workers:
-            self._signal(worker, signal.SIGTERM)
+            self._signal(worker, signal.SIGQUIT if forced else signal.SIGTERM)
             if worker.retiring is None:
                 worker.retiring = time.monotonic()
 
@@ -150,7 +151,12 @@ class Supervisor:
     def _spawn_missing(self) -> None:
         if self.stopping or time.monotonic() < self.next_start:
             return
-        for _ in range(self.target - len(self._current())):
+        missing = self.target - len(self._current())
+        if not self.started:
+            # The first worker boots alone: an app that cannot start says why once, not once
+            # per worker, and the others follow as soon as it serves.
+            missing = min(missing, 1 - len(self.workers))
+        for _ in range(missing):
             self._spawn()
 
     def _spawn(self) -> None:
@@ -199,7 +205,19 @@ class Supervisor:
                 if message == "ready" and not worker.ready:
                     worker.ready = True
                     logger.info("Worker [%s] serving", worker.process.pid)
+                    if not self.started:
+                        self._started()
                     self._ready(worker)
+
+    def _started(self) -> None:
+        """The first worker serves: the app starts, so say where it is served."""
+        self.started = True
+        logger.info("Started caboose %s [%d]", __version__, os.getpid())
+        for sock in self.sockets:
+            where = describe(self.config, sock)
+            logger.info(
+                "caboose running on %s with %d workers (Press CTRL+C to quit)", where, self.target
+            )
 
     def _ready(self, worker: Worker) -> None:
         """A new worker serves: during a reload, one old one may go."""
@@ -244,11 +262,14 @@ class Supervisor:
     def _check_health(self) -> None:
         now = time.monotonic()
         timeout = self.config.timeout_worker_healthcheck
-        grace = self.config.timeout_graceful_shutdown + STOP_MARGIN
+        graceful = self.config.timeout_graceful_shutdown
+        grace = float("inf") if graceful is None else graceful + STOP_MARGIN
         for worker in self.workers:
             if worker.retiring is not None:
-                if now - worker.retiring > grace:
-                    self._signal(worker, signal.SIGKILL)  # it ignored SIGTERM for too long
+                # Draining, it still beats: one that ignored SIGTERM too long or whose loop
+                # stopped turning is killed.
+                if now - worker.retiring > grace or now - worker.last_beat > timeout:
+                    self._signal(worker, signal.SIGKILL)
             elif worker.ready and now - worker.last_beat > timeout:
                 self._signal(worker, signal.SIGKILL)
                 worker.retiring = now
@@ -269,7 +290,7 @@ def worker_main(app: str, config: Config, sockets: list[socket.socket], pipe: Co
     # Ctrl-C reaches every process of the terminal's group: the supervisor decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure(config.log_level, access_log=config.access_log)
-    logger.info("Started worker process [%d]", os.getpid())
+    logger.info("Booting worker [%d]", os.getpid())
     beating: list[asyncio.Task[None]] = []
 
     async def beat() -> None:
@@ -281,11 +302,14 @@ def worker_main(app: str, config: Config, sockets: list[socket.socket], pipe: Co
         pipe.send("ready")
         beating.append(asyncio.get_running_loop().create_task(beat()))
 
-    server = Server(app, config, sockets, on_ready=ready, quiet_listen=True)
+    server = Server(app, config, sockets, on_ready=ready, quiet_listen=True, supervised=True)
     try:
         with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
             runner.run(server.serve())
-    except (AppLoadError, ConfigError) as exc:
+    except AppLoadError as exc:
+        logger.error("%s%s", exc.traceback, exc)
+        raise SystemExit(1) from None
+    except ConfigError as exc:
         logger.error("%s", exc)
         raise SystemExit(1) from None
     except LifespanFailure as exc:

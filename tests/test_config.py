@@ -59,3 +59,25 @@ def test_the_backlog_reaches_the_listening_socket() -> None:
             ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
         ).stdout.split()
         assert listing[0] == "LISTEN" and listing[2] == "7", listing
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"ssl_cert_reqs": "sometimes"}, "--ssl-cert-reqs must be none, optional or required"),
+        ({"ssl_cert_reqs": "required"}, "--ssl-cert-reqs optional/required needs --ssl-ca-certs"),
+        ({"ssl_version": "TLSv1.1"}, "--ssl-version must be TLSv1.2 or TLSv1.3"),
+        ({"ssl_version": "3"}, "RFC 8996"),
+    ],
+)
+def test_bad_tls_options_name_themselves(options: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Config(**options)  # type: ignore[arg-type]
+
+
+def test_uvicorn_tls_numbers_mean_what_they_meant() -> None:
+    assert Config(ssl_version="17").tls_minimum_version == "TLSv1_2"  # uvicorn's default
+    assert Config(ssl_version="tlsv1.3").tls_minimum_version == "TLSv1_3"
+    assert Config(ssl_ca_certs="ca.pem").client_cert_mode == 1  # optional, as before
+    assert Config(ssl_ca_certs="ca.pem", ssl_cert_reqs="2").client_cert_mode == 2
+    assert Config().client_cert_mode == 0

@@ -17,7 +17,7 @@ def server_context(config: Config) -> ssl.SSLContext | None:
         if path is not None and not os.access(path, os.R_OK):
             raise ConfigError(f"--{option.replace('_', '-')}: cannot read {path}")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.minimum_version = ssl.TLSVersion[config.tls_minimum_version]
     context.options |= ssl.OP_NO_COMPRESSION  # CRIME (RFC 7457 §2.6)
     try:
         context.load_cert_chain(
@@ -34,8 +34,11 @@ def server_context(config: Config) -> ssl.SSLContext | None:
             raise ConfigError(
                 f"--ssl-ca-certs: cannot load {config.ssl_ca_certs} ({exc})"
             ) from None
-        context.verify_mode = ssl.CERT_OPTIONAL
+    context.verify_mode = ssl.VerifyMode(config.client_cert_mode)
     # RFC 9113 §3.2: offer h2 first; §9.2: TLS 1.2+ with ephemeral, AEAD cipher suites.
     context.set_alpn_protocols(["h2", "http/1.1"] if config.http2 else ["http/1.1"])
-    context.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
+    try:
+        context.set_ciphers(config.ssl_ciphers)
+    except ssl.SSLError:
+        raise ConfigError(f"--ssl-ciphers: no cipher matches {config.ssl_ciphers!r}") from None
     return context

@@ -49,6 +49,21 @@ def test_missing_attribute() -> None:
     assert 'attribute "nothing" not found in module "caboose.demo"' in line
 
 
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
+def test_an_import_error_comes_before_any_started_line_with_the_apps_traceback(
+    tmp_path: Path, workers: list[str]
+) -> None:
+    (tmp_path / "broken.py").write_text("ratio = 1\nratio = ratio / 0\n")
+    result = caboose("broken:app", "--app-dir", str(tmp_path), "--port", "0", *workers)
+    assert result.returncode == 1
+    said = """error while importing "broken": ZeroDivisionError('division by zero')"""
+    assert said in result.stderr
+    assert f'File "{tmp_path / "broken.py"}", line 2, in <module>' in result.stderr
+    assert "importlib" not in result.stderr  # the app's frames, not the import machinery's
+    assert result.stderr.count("Traceback") == 1, result.stderr  # once, even with workers
+    assert "Started" not in result.stderr and "running on" not in result.stderr
+
+
 def test_bad_option_value_names_the_option() -> None:
     result = caboose("caboose.demo:app", "--port", "70000")
     assert "--port" in one_line_error(result)

@@ -30,6 +30,8 @@ async def app(scope, receive, send):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if os.environ.get("FAIL_STARTUP") == "raise":
+                    raise LookupError("no such table")
                 if os.environ.get("FAIL_STARTUP"):
                     await send({"type": "lifespan.startup.failed", "message": "no database"})
                     return
@@ -105,6 +107,10 @@ class Supervised:
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
+    def signal_group(self, signum: int) -> None:
+        """As Ctrl-C in a terminal, or systemd's KillMode=control-group: every process."""
+        os.killpg(self.process.pid, signum)
+
 
 def get(port: int, path: str = "/", timeout: float = 5.0) -> int:
     """One HTTP/1.1 request on a new connection; the PID of the worker that answered."""
@@ -132,6 +138,7 @@ def supervised(
         stdout=subprocess.DEVNULL,
         text=True,
         env={**os.environ, **(env or {}), "PYTHONPATH": str(Path(__file__).parents[2])},
+        start_new_session=True,  # a group of its own, which a test may signal as a whole
     )
     supervised = Supervised(process)
     try:
@@ -274,6 +281,16 @@ def test_a_startup_failure_stops_the_whole_server_with_its_status(tmp_path: Path
         assert server.process.wait(20) == 3
         assert "no database" in server.log()
         assert "failed to start (exit status 3): stopping" in server.log()
+        assert "Started" not in server.log()
+
+
+def test_a_lifespan_exception_prints_its_traceback_once(tmp_path: Path) -> None:
+    args = ("--workers", "3", "--lifespan", "on")
+    with supervised(tmp_path, *args, env={"FAIL_STARTUP": "raise"}) as server:
+        assert server.process.wait(20) == 3
+        log = server.log()
+    assert log.count("Traceback") == 1, log
+    assert "LookupError: no such table" in log
 
 
 def test_an_import_error_stops_the_whole_server(tmp_path: Path) -> None:

@@ -275,6 +275,20 @@ def test_sigterm_under_load_loses_nothing(tmp_path: Path, workers: list[str], ht
     assert run.tally.completed >= 60
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["systemd", "ctrl-c"])
+def test_a_signal_to_the_whole_group_still_drains(tmp_path: Path, signum: int) -> None:
+    """Each worker hears it twice (from the sender and from the supervisor): still graceful."""
+
+    def to_everyone(server: Supervised, _load: CurlLoad) -> None:
+        server.signal_group(signum)
+        assert server.process.wait(20) == 0, server.log()
+
+    run = loaded_run(tmp_path, ["--workers", "2"], to_everyone, http2=False)
+    assert run.tally.lost == [], (str(run.tally), run.tally.lost[:5])
+    assert run.completed_straddling()
+    assert run.tally.refused > 0
+
+
 @pytest.mark.parametrize("http2", [False, True], ids=["h1-keepalive", "h2-multiplexed"])
 def test_sighup_under_load_loses_nothing_and_refuses_nothing(tmp_path: Path, http2: bool) -> None:
     old: set[int] = set()
