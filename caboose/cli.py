@@ -87,7 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_env_file(argv: list[str] | None) -> None:
+    """--env-file first: the variables it sets may be CABOOSE_* options themselves."""
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    early.add_argument("--env-file", default=os.environ.get("CABOOSE_ENV_FILE"))
+    path = early.parse_known_args(argv)[0].env_file
+    if path:
+        from caboose import envfile
+
+        try:
+            envfile.load(path)
+        except ConfigError as exc:
+            _die(str(exc), EXIT_ERROR)
+
+
 def main(argv: list[str] | None = None) -> None:
+    _load_env_file(argv)
     args = vars(build_parser().parse_args(argv))
     app = args.pop("app")
     from caboose.server import run

@@ -66,6 +66,14 @@ class Config:
     lifespan: str = field(
         default="auto", metadata=_opt("Lifespan protocol mode.", "app", choices=LIFESPANS)
     )
+    env_file: str | None = field(
+        default=None,
+        metadata=_opt(
+            "Load environment variables from this file (KEY=VALUE lines; the real "
+            "environment wins; CABOOSE_* options in it count).",
+            "app",
+        ),
+    )
     factory: bool = field(
         default=False, metadata=_opt("Treat APP as a factory: call it to get the app.", "app")
     )

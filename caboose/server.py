@@ -238,6 +238,10 @@ def run(app: Any, **options: Any) -> None:
     from caboose.logs import configure
 
     config = Config.from_options(**options)
+    if config.env_file is not None:  # before the app is imported: it may read them
+        from caboose import envfile
+
+        envfile.load(config.env_file)
     configure(config.log_level, access_log=config.access_log)
     if config.workers > 1:
         if not isinstance(app, str):

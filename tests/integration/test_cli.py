@@ -112,15 +112,21 @@ def serve_cli(*args: str) -> tuple[subprocess.Popen[str], int]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 10
+    if wait_for_port(port):
+        return process, port
+    process.kill()
+    raise AssertionError("server did not start")
+
+
+def wait_for_port(port: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port
+            return True
         except OSError:
             time.sleep(0.05)
-    process.kill()
-    raise AssertionError("server did not start")
+    return False
 
 
 def stop(process: subprocess.Popen[str]) -> str:
@@ -215,3 +221,32 @@ def test_every_option_has_an_environment_variable(monkeypatch: pytest.MonkeyPatc
     )
     assert result.returncode == 2
     assert "$CABOOSE_ACCESS_LOG must be one of" in one_line_error(result)
+
+
+def test_env_file_reaches_the_app_and_sets_caboose_options(tmp_path: Path) -> None:
+    (tmp_path / "envapp.py").write_text(
+        "import os\n"
+        "async def app(scope, receive, send):\n"
+        "    await send({'type': 'http.response.start', 'status': 200})\n"
+        "    await send({'type': 'http.response.body', 'body': os.environ['GREETING'].encode()})\n"
+    )
+    port = free_port()
+    (tmp_path / "app.env").write_text(f"GREETING='hello from .env'\nCABOOSE_PORT={port}\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "caboose", "envapp:app", "--env-file", "app.env"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert wait_for_port(port), "the port from the env file was not served"
+        assert run_tool("curl", "-s", f"http://127.0.0.1:{port}/").stdout == b"hello from .env"
+    finally:
+        stop(process)
+
+
+def test_a_bad_env_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.env").write_text("OK=1\nthis is not a variable\n")
+    line = one_line_error(caboose("caboose.demo:app", "--env-file", str(tmp_path / "bad.env")))
+    assert line.endswith("bad.env, line 2: expected KEY=VALUE")
