@@ -120,8 +120,9 @@ def get(port: int, path: str = "/", timeout: float = 5.0) -> int:
 
 @contextmanager
 def supervised(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, session: bool = False
 ) -> Iterator[Supervised]:
+    """``session``: the server leads a process group of its own, as in a terminal."""
     (tmp_path / "wapp.py").write_text(APP)
     command = [sys.executable, "-m", "caboose", "wapp:app", "--port", "0", *args]
     process = subprocess.Popen(
@@ -131,6 +132,7 @@ def supervised(
         stdout=subprocess.DEVNULL,
         text=True,
         env={**os.environ, **(env or {}), "PYTHONPATH": str(Path(__file__).parents[2])},
+        start_new_session=session,
     )
     supervised = Supervised(process)
     try:
@@ -203,6 +205,23 @@ def test_a_second_sigint_stops_at_once(tmp_path: Path, workers: list[str], said:
         assert server.process.wait(10) == 0
         assert time.monotonic() - started < 1.4, server.log()  # before /slow could finish
         assert said in server.log()
+
+
+def test_ctrl_c_reaching_the_whole_group_is_one_graceful_shutdown(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals every process of its group: the workers must leave it to
+    the supervisor, whose SIGTERM would otherwise be their second signal."""
+    with supervised(tmp_path, "--workers", "2", session=True) as server:
+        server.ready(2)
+        port = server.port
+        answered: list[int] = []
+        slow = threading.Thread(target=lambda: answered.append(get(port, "/slow")))
+        slow.start()
+        time.sleep(0.3)
+        os.killpg(server.process.pid, signal.SIGINT)
+        slow.join(10)
+        assert answered, server.log()  # finished, not cut
+        assert server.process.wait(15) == 0
+        assert "Second signal" not in server.log()
 
 
 def serving(server: Supervised, workers: list[str]) -> int:
