@@ -13,6 +13,8 @@ LOOPS = ("auto", "asyncio", "uvloop")
 LIFESPANS = ("auto", "on", "off")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 WS_IMPLEMENTATIONS = ("auto", "none", "websockets")
+# RFC 9113 §9.2: TLS 1.2 with ephemeral key exchange and AEAD ciphers only.
+DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 def _web_concurrency() -> int:
@@ -72,6 +74,18 @@ class Config:
     )
     ssl_ca_certs: str | None = field(
         default=None, metadata=_opt("CA certificates to verify clients with.", "tls")
+    )
+    ssl_cert_reqs: int | None = field(
+        default=None,
+        metadata=_opt(
+            "Client certificates: 0 not asked for, 1 optional, 2 required "
+            "(default: 1 with --ssl-ca-certs, else 0).",
+            "tls",
+        ),
+    )
+    ssl_ciphers: str = field(
+        default=DEFAULT_CIPHERS,
+        metadata=_opt("OpenSSL cipher list for TLS 1.2 (RFC 9113 §9.2: keep them AEAD).", "tls"),
     )
     timeout_keep_alive: float = field(
         default=5.0,
@@ -210,6 +224,10 @@ class Config:
         self._check_ranges()
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             raise ConfigError("--ssl-keyfile needs --ssl-certfile")
+        if self.ssl_cert_reqs not in (None, 0, 1, 2):
+            raise ConfigError("--ssl-cert-reqs must be 0, 1 or 2")
+        if self.ssl_cert_reqs and self.ssl_ca_certs is None:
+            raise ConfigError("--ssl-cert-reqs 1 or 2 needs --ssl-ca-certs to verify with")
         self.trusted_proxies()  # fail early on a malformed --forwarded-allow-ips
 
     def _check_ranges(self) -> None:

@@ -35,7 +35,12 @@ def server_context(config: Config) -> ssl.SSLContext | None:
                 f"--ssl-ca-certs: cannot load {config.ssl_ca_certs} ({exc})"
             ) from None
         context.verify_mode = ssl.CERT_OPTIONAL
+    if config.ssl_cert_reqs is not None:
+        context.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
     # RFC 9113 §3.2: offer h2 first; §9.2: TLS 1.2+ with ephemeral, AEAD cipher suites.
     context.set_alpn_protocols(["h2", "http/1.1"] if config.http2 else ["http/1.1"])
-    context.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
+    try:
+        context.set_ciphers(config.ssl_ciphers)
+    except ssl.SSLError:
+        raise ConfigError(f"--ssl-ciphers: no cipher matches {config.ssl_ciphers!r}") from None
     return context
