@@ -37,6 +37,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"caboose: error: {message} (see caboose --help)\n")
 
 
+class _EnvironmentParser(_Parser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -48,8 +53,8 @@ def _switch(parser: argparse.ArgumentParser, variable: str, raw: str) -> bool:
     parser.error(f"${variable} must be one of 1/0, true/false, yes/no, on/off, not {raw!r}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+def build_parser(parser_class: type[_Parser] = _Parser) -> argparse.ArgumentParser:
+    parser = parser_class(
         prog="caboose",
         description=(
             "Serve an ASGI application over HTTP/1.1 and HTTP/2 (h2c and TLS), "
@@ -99,6 +104,14 @@ def _load_env_file(argv: list[str] | None) -> None:
             envfile.load(path)
         except ConfigError as exc:
             _die(str(exc), EXIT_ERROR)
+
+
+def environment_options() -> dict[str, Any]:
+    """The options set as ``CABOOSE_<NAME>`` in the environment, converted as the command line
+    converts them, for a host that is not our command line (the gunicorn worker); a bad value
+    is a ``ConfigError`` naming the variable or the option."""
+    args = vars(build_parser(_EnvironmentParser).parse_args(["-"]))
+    return {name: value for name, value in args.items() if f"CABOOSE_{name.upper()}" in os.environ}
 
 
 def main(argv: list[str] | None = None) -> None:

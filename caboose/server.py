@@ -11,14 +11,14 @@ import random
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.utils import formatdate
 from typing import Any
 
 from caboose import __version__
-from caboose.asgi.lifespan import Lifespan
+from caboose.asgi.lifespan import Lifespan, LifespanFailure
 from caboose.config import Config
-from caboose.errors import ConfigError
+from caboose.errors import AppLoadError, ConfigError
 from caboose.importer import import_app, load_app
 from caboose.transport.listen import bind, describe
 from caboose.transport.negotiate import Negotiator
@@ -39,17 +39,17 @@ class Server:
         *,
         on_ready: Callable[[], None] | None = None,
         quiet_listen: bool = False,
-        supervised: bool = False,
+        handle_signals: bool = True,
     ) -> None:
         """``sockets``: already listening (a supervisor's workers share them); else bound
         from ``config`` when serving starts. ``on_ready`` is called once serving.
-        ``supervised``: a worker, which takes its signals from its supervisor (below)."""
+        ``handle_signals=False``: the owner installs its own (``run_worker``)."""
         self.config = config
         self.app_source = app
         self.started = threading.Event()
         self.on_ready = on_ready
         self.quiet_listen = quiet_listen
-        self.supervised = supervised
+        self.handle_signals = handle_signals
         self.forced = False  # a second signal: stop at once
         self.inherited = sockets or []
         self.sockets: list[socket.socket] = []
@@ -69,23 +69,31 @@ class Server:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to stop
                 loop.call_soon_threadsafe(self._exit.set)
 
-    def _on_signal(self) -> None:
+    def stop_now(self) -> None:
+        """Stop at once: in-flight requests are cancelled and the lifespan shutdown skipped
+        (a second signal; gunicorn's or our supervisor's SIGQUIT). Safe from any thread or a
+        signal handler."""
+        if not self.forced and self._exit is not None and not self._exit.is_set():
+            logger.warning("Told to stop at once: not waiting for requests")
+        self.forced = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._stop_now)
+
+    def _stop_now(self) -> None:
+        assert self._exit is not None and self._forced is not None
+        self._exit.set()
+        self._forced.set()
+
+    def on_stop_signal(self) -> None:
         """The first SIGINT/SIGTERM shuts down gracefully; a second one stops at once."""
         assert self._exit is not None
         if not self._exit.is_set():
             self.request_exit()
-        else:
-            self.force_exit("Second signal")
-
-    def force_exit(self, why: str = "Told to stop at once") -> None:
-        """Stop at once: in-flight requests are cancelled, lifespan shutdown is skipped.
-        Call it on the loop's thread (a signal handler installed with the loop is)."""
-        assert self._exit is not None and self._forced is not None
-        if not self.forced:
-            self.forced = True
-            logger.warning("%s: stopping at once, without waiting for requests", why)
-            self._exit.set()
-            self._forced.set()
+        elif not self.forced:
+            logger.warning("Second signal: stopping at once, without waiting for requests")
+            self.stop_now()
 
     async def serve(self) -> None:
         config = self.config
@@ -154,19 +162,12 @@ class Server:
                 logger.info("caboose running on %s (Press CTRL+C to quit)", where)
 
     def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # embedded (tests, threads): the owner calls request_exit()
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            return  # embedded (tests, threads, workers): the owner calls request_exit()
         loop = asyncio.get_running_loop()
-        if self.supervised:
-            # SIGTERM may come twice, from the supervisor and from whoever signalled the whole
-            # group (systemd's KillMode=control-group, `kill -- -PGID`): both mean "drain".
-            # Only the supervisor's SIGQUIT means "now"; Ctrl-C's SIGINT is the supervisor's.
-            loop.add_signal_handler(signal.SIGTERM, self.request_exit)
-            loop.add_signal_handler(signal.SIGQUIT, self.force_exit)
-            return
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, self._on_signal)
+                loop.add_signal_handler(sig, self.on_stop_signal)
 
     async def _refresh_headers(self, state: ServerState) -> None:
         """Keep the shared Server/Date fields current; the core never reads a clock."""
@@ -226,6 +227,60 @@ def loop_factory(loop: str) -> Any:
             raise ConfigError("--loop uvloop: uvloop is not installed") from None
         return asyncio.new_event_loop
     return uvloop.new_event_loop
+
+
+def run_worker(
+    server: Server,
+    *,
+    signals: Mapping[int, Callable[[], None]],
+    beat: Callable[[], None],
+    interval: float,
+    load_error: int,
+    startup_error: int,
+) -> None:
+    """A worker process's life (ours or gunicorn's): serve on a fresh event loop with these
+    signal handlers, calling ``beat()`` from the loop every ``interval`` seconds, so a loop
+    that stops turning stops beating. An app that cannot load (or a bad setting) exits with
+    ``load_error``, a failed lifespan startup with ``startup_error``, each logged once; a
+    failed lifespan shutdown with 1."""
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(server.config.loop)) as runner:
+            runner.run(_serve_beating(server, signals, beat, interval))
+    except AppLoadError as exc:
+        logger.error("%s%s", exc.traceback, exc)  # the app's own traceback, if it has one
+        raise SystemExit(load_error) from None
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        raise SystemExit(load_error) from None
+    except LifespanFailure as exc:
+        if server.started.is_set():
+            logger.error("application shutdown failed: %s", exc)
+            raise SystemExit(1) from None
+        logger.error("application startup failed: %s", exc)
+        raise SystemExit(startup_error) from None
+
+
+async def _serve_beating(
+    server: Server,
+    signals: Mapping[int, Callable[[], None]],
+    beat: Callable[[], None],
+    interval: float,
+) -> None:
+    loop = asyncio.get_running_loop()
+    # Installed before serve() suspends for the first time, when request_exit() works.
+    for signum, handler in signals.items():
+        loop.add_signal_handler(signum, handler)
+
+    async def beating() -> None:
+        while True:
+            beat()
+            await asyncio.sleep(interval)
+
+    heart = loop.create_task(beating())
+    try:
+        await server.serve()
+    finally:
+        heart.cancel()
 
 
 async def serve(app: Any, config: Config) -> None:

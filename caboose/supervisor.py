@@ -280,41 +280,30 @@ class Supervisor:
 
 def worker_main(app: str, config: Config, sockets: list[socket.socket], pipe: Connection) -> None:
     """One worker: serve on the inherited sockets, report readiness and heartbeats."""
-    import asyncio
-
-    from caboose.asgi.lifespan import LifespanFailure
-    from caboose.errors import AppLoadError, ConfigError
+    from caboose.cli import EXIT_ERROR, EXIT_STARTUP_FAILED
     from caboose.logs import configure
-    from caboose.server import Server, loop_factory
+    from caboose.server import Server, run_worker
 
-    # Ctrl-C reaches every process of the terminal's group: the supervisor decides.
+    # Ctrl-C reaches every process of the terminal's group: the supervisor decides. SIGTERM
+    # may come twice, from the supervisor and from whoever signalled the whole group
+    # (systemd's KillMode=control-group, `kill -- -PGID`): both mean "drain". Only the
+    # supervisor's SIGQUIT means "now".
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure(config.log_level, access_log=config.access_log)
     logger.info("Booting worker [%d]", os.getpid())
-    beating: list[asyncio.Task[None]] = []
-
-    async def beat() -> None:
-        while True:
-            pipe.send("beat")
-            await asyncio.sleep(HEARTBEAT)
-
-    def ready() -> None:
-        pipe.send("ready")
-        beating.append(asyncio.get_running_loop().create_task(beat()))
-
-    server = Server(app, config, sockets, on_ready=ready, quiet_listen=True, supervised=True)
-    try:
-        with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
-            runner.run(server.serve())
-    except AppLoadError as exc:
-        logger.error("%s%s", exc.traceback, exc)
-        raise SystemExit(1) from None
-    except ConfigError as exc:
-        logger.error("%s", exc)
-        raise SystemExit(1) from None
-    except LifespanFailure as exc:
-        logger.error("application startup failed: %s", exc)
-        raise SystemExit(3) from None
-    finally:
-        for task in beating:
-            task.cancel()
+    server = Server(
+        app,
+        config,
+        sockets,
+        on_ready=lambda: pipe.send("ready"),
+        quiet_listen=True,
+        handle_signals=False,
+    )
+    run_worker(
+        server,
+        signals={signal.SIGTERM: server.request_exit, signal.SIGQUIT: server.stop_now},
+        beat=lambda: pipe.send("beat"),
+        interval=HEARTBEAT,
+        load_error=EXIT_ERROR,
+        startup_error=EXIT_STARTUP_FAILED,
+    )
