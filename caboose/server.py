@@ -222,10 +222,19 @@ def run(app: Any, **options: Any) -> None:
 
     config = Config.from_options(**options)
     configure(config.log_level, access_log=config.access_log)
-    if config.workers > 1:
+    if not config.reload and (
+        config.reload_dirs or config.reload_includes or config.reload_excludes
+    ):
+        logger.warning("--reload-dir, --reload-include and --reload-exclude need --reload")
+    if config.workers > 1 or config.reload:
+        flag = "--reload" if config.reload else "--workers"
         if not isinstance(app, str):
-            raise ConfigError("--workers needs the app as an import string (MODULE:ATTRIBUTE)")
+            raise ConfigError(f"{flag} needs the app as an import string (MODULE:ATTRIBUTE)")
+        from caboose.reload import require_watchfiles
         from caboose.supervisor import Supervisor
+
+        if config.reload:
+            require_watchfiles()
 
         logger.info("Started caboose %s", __version__)
         status = Supervisor(app, config).run()

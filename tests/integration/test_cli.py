@@ -200,3 +200,21 @@ def test_every_option_has_an_environment_variable(monkeypatch: pytest.MonkeyPatc
     )
     assert result.returncode == 2
     assert "$CABOOSE_ACCESS_LOG must be one of" in one_line_error(result)
+
+
+def test_a_repeatable_option_collects_values_and_the_flag_replaces_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from caboose.cli import build_parser
+
+    monkeypatch.setenv("CABOOSE_RELOAD_DIR", os.pathsep.join(["src", "", "lib"]))
+    monkeypatch.setenv("CABOOSE_RELOAD_INCLUDE", "*.html,*.toml")
+    parser = build_parser()
+    args = parser.parse_args(["a:b"])
+    assert args.reload_dirs == ("src", "lib")  # os.pathsep-separated; empty items skipped
+    assert args.reload_includes == ("*.html", "*.toml")  # comma-separated
+    assert args.reload_excludes == ()
+    args = parser.parse_args(["a:b", "--reload-dir", "x", "--reload-dir", "y"])
+    assert args.reload_dirs == ("x", "y")  # not src, lib, x, y
+    assert parser.parse_args(["a:b"]).reload_dirs == ("src", "lib")  # the default is intact
+    assert "--reload-dir DIR" in parser.format_help()
