@@ -132,6 +132,23 @@ def test_a_change_that_breaks_the_app_waits_for_the_fix(tmp_path: Path, breakage
         assert serves(server, "fixed"), server.log()
 
 
+def test_a_crash_loop_after_start_waits_for_a_change_too(tmp_path: Path) -> None:
+    crashing = "import threading; threading.Timer(0.2, os._exit, (9,)).start()"
+    write_app(tmp_path, "one")
+    with reloading(tmp_path) as server:
+        server.ready(1)
+        text = APP.format(breakage=crashing, version="crashing", fail_startup=False)
+        (tmp_path / "app.py").write_text(text)  # each worker serves, then dies at once
+        said = "crashes in 60 s, waiting for a change to reload"
+        assert until(lambda: server.count(said) == 1, 18), server.log()
+        started = server.count("Started worker process")
+        time.sleep(1.0)
+        assert server.count("Started worker process") == started  # no more restarts
+        assert server.process.poll() is None
+        write_app(tmp_path, "fixed")
+        assert serves(server, "fixed"), server.log()
+
+
 def test_a_broken_first_start_waits_and_a_waiting_request_gets_the_fix(tmp_path: Path) -> None:
     write_app(tmp_path, "broken", "import")
     with reloading(tmp_path) as server:
