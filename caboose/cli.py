@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import fields
+from dataclasses import Field, fields
 from typing import Any, NoReturn
 
 from caboose import __version__
@@ -53,6 +53,29 @@ def _switch(parser: argparse.ArgumentParser, variable: str, raw: str) -> bool:
     parser.error(f"${variable} must be one of 1/0, true/false, yes/no, on/off, not {raw!r}")
 
 
+class _Repeat(argparse.Action):
+    """A repeatable option: each use adds one value. Used at all, it replaces its default
+    (which may have come from the environment) instead of adding to it."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None
+    ) -> None:
+        current = getattr(namespace, self.dest)
+        if current is self.default:  # argparse put the default there: this is the first use
+            current = ()
+        setattr(namespace, self.dest, (*current, values))
+
+
+def flag_of(option: Field[Any]) -> str:
+    """The command-line flag of a Config field (``reload_dirs`` -> ``--reload-dir``)."""
+    return str(option.metadata.get("flag") or "--" + option.name.replace("_", "-"))
+
+
+def variable_of(option: Field[Any]) -> str:
+    """The environment variable of a Config field: its flag's (``CABOOSE_RELOAD_DIR``)."""
+    return "CABOOSE_" + flag_of(option)[2:].replace("-", "_").upper()
+
+
 def build_parser(parser_class: type[_Parser] = _Parser) -> argparse.ArgumentParser:
     parser = parser_class(
         prog="caboose",
@@ -67,28 +90,10 @@ def build_parser(parser_class: type[_Parser] = _Parser) -> argparse.ArgumentPars
     parser.add_argument("--version", action="version", version=f"caboose {__version__}")
     groups: dict[str, Any] = {}
     defaults = Config()
-    for f in fields(Config):
-        meta = dict(f.metadata)
-        group_name = meta.pop("group")
-        group = groups.get(group_name) or parser.add_argument_group(group_name)
-        groups[group_name] = group
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        kind = str(f.type).replace(" | None", "")
-        variable = "CABOOSE_" + f.name.upper()
-        meta["help"] += f" [${variable}]"
-        if variable in os.environ:  # the environment sets the default; the flag still wins
-            raw = os.environ[variable]
-            # argparse converts a string default with the option's type, naming the option
-            # in its error; a switch is read here.
-            default = _switch(parser, variable, raw) if kind == "bool" else raw
-        if kind == "bool":
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **meta)
-        elif str(f.type).endswith(" | None") and default is not None:
-            meta["help"] += " (none: off)"
-            group.add_argument(flag, type=_or_none(_TYPES[kind]), default=default, **meta)
-        else:
-            group.add_argument(flag, type=_TYPES[kind], default=default, **meta)
+    for option in fields(Config):
+        name = option.metadata["group"]
+        groups[name] = groups.get(name) or parser.add_argument_group(name)
+        _add_option(parser, groups[name], option, getattr(defaults, option.name))
     return parser
 
 
@@ -111,7 +116,52 @@ def environment_options() -> dict[str, Any]:
     converts them, for a host that is not our command line (the gunicorn worker); a bad value
     is a ``ConfigError`` naming the variable or the option."""
     args = vars(build_parser(_EnvironmentParser).parse_args(["-"]))
-    return {name: value for name, value in args.items() if f"CABOOSE_{name.upper()}" in os.environ}
+    return {f.name: args[f.name] for f in fields(Config) if variable_of(f) in os.environ}
+
+
+def _add_option(
+    parser: argparse.ArgumentParser, group: Any, option: Field[Any], default: Any
+) -> None:
+    """One Config field as a flag; ``$CABOOSE_<FLAG>`` sets its default, the flag wins."""
+    meta = dict(option.metadata)
+    del meta["group"]
+    flag = flag_of(option)
+    meta.pop("flag", None)
+    separator = meta.pop("separator", ",")
+    kind = str(option.type).replace(" | None", "")
+    variable = variable_of(option)
+    raw = os.environ.get(variable)
+    if kind.startswith("tuple["):  # "tuple[str, ...]": repeatable
+        convert = _TYPES[kind.removeprefix("tuple[").partition(",")[0]]
+        meta["help"] += f" [${variable}, {separator!r}-separated]"
+        if raw is not None:
+            default = _items(parser, variable, raw, separator, convert)
+        group.add_argument(
+            flag, dest=option.name, action=_Repeat, type=convert, default=default, **meta
+        )
+        return
+    meta["help"] += f" [${variable}]"
+    if raw is not None:
+        # argparse converts a string default with the option's type, naming the option in
+        # its error; a switch is read here.
+        default = _switch(parser, variable, raw) if kind == "bool" else raw
+    if kind == "bool":
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **meta)
+    elif str(option.type).endswith(" | None") and default is not None:
+        meta["help"] += " (none: off)"
+        group.add_argument(flag, type=_or_none(_TYPES[kind]), default=default, **meta)
+    else:
+        group.add_argument(flag, type=_TYPES[kind], default=default, **meta)
+
+
+def _items(
+    parser: argparse.ArgumentParser, variable: str, raw: str, separator: str, convert: Any
+) -> tuple[Any, ...]:
+    """A list option's values from its environment variable; empty items are skipped."""
+    try:
+        return tuple(convert(item) for item in raw.split(separator) if item.strip())
+    except ValueError:
+        parser.error(f"${variable}: {raw!r} is not a {separator!r}-separated list of values")
 
 
 def main(argv: list[str] | None = None) -> None:

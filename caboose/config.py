@@ -31,9 +31,27 @@ def _web_concurrency() -> int:
         raise ConfigError(f"WEB_CONCURRENCY must be a number of workers, not {value!r}") from None
 
 
-def _opt(help: str, group: str = "server", **cli: Any) -> Any:
-    """Field metadata the CLI reads: help text, argument group, argparse extras."""
-    return {"help": help, "group": group, **cli}
+def _opt(
+    help: str,
+    group: str = "server",
+    *,
+    flag: str | None = None,
+    separator: str | None = None,
+    **cli: Any,
+) -> Any:
+    """Field metadata the CLI reads: help text, argument group, argparse extras.
+
+    ``flag``: the option's name when it differs from the field's (a repeatable option is
+    named for one value: ``--reload-dir`` fills ``reload_dirs``, as in uvicorn).
+    ``separator``: for a ``tuple[str, ...]`` field, what splits its environment variable
+    into values (default ``,``).
+    """
+    meta = {"help": help, "group": group, **cli}
+    if flag is not None:
+        meta["flag"] = flag
+    if separator is not None:
+        meta["separator"] = separator
+    return meta
 
 
 @dataclass(frozen=True)
@@ -242,10 +260,51 @@ class Config:
             "Up to this many requests more, at random per worker (staggers them).", "workers"
         ),
     )
+    reload: bool = field(
+        default=False,
+        metadata=_opt("Restart the workers when a watched file changes (development).", "reload"),
+    )
+    reload_dirs: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "Watch this directory instead of --app-dir; repeatable.",
+            "reload",
+            flag="--reload-dir",
+            metavar="DIR",
+            separator=os.pathsep,  # a list of directories, as in PATH
+        ),
+    )
+    reload_includes: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "Reload on changes to files matching this glob too (besides *.py); repeatable.",
+            "reload",
+            flag="--reload-include",
+            metavar="GLOB",
+        ),
+    )
+    reload_excludes: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "Ignore files and directories matching this glob "
+            "(besides .*, *.py[cod], *.sw.*, ~*); repeatable.",
+            "reload",
+            flag="--reload-exclude",
+            metavar="GLOB",
+        ),
+    )
+    reload_delay: float = field(
+        default=0.25,
+        metadata=_opt(
+            "Seconds without another change before reloading (a burst of saves: one reload).",
+            "reload",
+        ),
+    )
     server_header: bool = field(default=True, metadata=_opt("Send a Server header."))
     date_header: bool = field(default=True, metadata=_opt("Send a Date header."))
 
     def __post_init__(self) -> None:
+        self._normalize_lists()
         self._check_ranges()
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             raise ConfigError("--ssl-keyfile needs --ssl-certfile")
@@ -299,6 +358,7 @@ class Config:
             raise ConfigError("--ws-close-timeout must be positive")
         self._check_workers()
         self._check_http2()
+        self._check_reload()
 
     def _check_workers(self) -> None:
         if self.workers < 1:
@@ -309,6 +369,27 @@ class Config:
             raise ConfigError("--limit-max-requests must be at least 1")
         if self.limit_max_requests_jitter < 0:
             raise ConfigError("--limit-max-requests-jitter must not be negative")
+
+    def _normalize_lists(self) -> None:
+        """A list option may be given from Python as a list or one string: keep a tuple."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if str(f.type).startswith("tuple[") and not isinstance(value, tuple):
+                value = (value,) if isinstance(value, str) else tuple(value)
+                object.__setattr__(self, f.name, value)  # frozen: only here, before use
+
+    def _check_reload(self) -> None:
+        if self.reload_delay < 0:
+            raise ConfigError(f"--reload-delay must not be negative, not {self.reload_delay}")
+        if not self.reload:
+            return  # the options do nothing then (the server warns); a stale path is harmless
+        for directory in self.reload_dirs:
+            if not os.path.isdir(directory):
+                raise ConfigError(f"--reload-dir {directory!r} is not a directory")
+        if not self.reload_dirs and not os.path.isdir(self.app_dir):
+            raise ConfigError(
+                f"--app-dir {self.app_dir!r} is not a directory (--reload watches it)"
+            )
 
     def _check_http2(self) -> None:
         if not 16384 <= self.http2_max_frame_size <= 16777215:

@@ -13,7 +13,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from email.utils import formatdate
-from typing import Any
+from typing import Any, NoReturn
 
 from caboose import __version__
 from caboose.asgi.lifespan import Lifespan, LifespanFailure
@@ -237,27 +237,32 @@ def run_worker(
     interval: float,
     load_error: int,
     startup_error: int,
+    report: Callable[[str], bool] | None = None,
 ) -> None:
     """A worker process's life (ours or gunicorn's): serve on a fresh event loop with these
     signal handlers, calling ``beat()`` from the loop every ``interval`` seconds, so a loop
     that stops turning stops beating. An app that cannot load (or a bad setting) exits with
-    ``load_error``, a failed lifespan startup with ``startup_error``, each logged once; a
-    failed lifespan shutdown with 1."""
+    ``load_error``, a failed lifespan startup with ``startup_error``; a failed lifespan
+    shutdown with 1. Why is logged, or handed to ``report`` before serving when there is one
+    (a supervisor says it once for all its workers; it returns False if it cannot)."""
+
+    def failed(message: str, status: int) -> NoReturn:
+        told = report is not None and not server.started.is_set() and report(message)
+        if not told:
+            logger.error("%s", message)
+        raise SystemExit(status)
+
     try:
         with asyncio.Runner(loop_factory=loop_factory(server.config.loop)) as runner:
             runner.run(_serve_beating(server, signals, beat, interval))
     except AppLoadError as exc:
-        logger.error("%s%s", exc.traceback, exc)  # the app's own traceback, if it has one
-        raise SystemExit(load_error) from None
+        failed(f"{exc.traceback}{exc}", load_error)  # the app's own traceback, if any
     except ConfigError as exc:
-        logger.error("%s", exc)
-        raise SystemExit(load_error) from None
+        failed(str(exc), load_error)
     except LifespanFailure as exc:
         if server.started.is_set():
-            logger.error("application shutdown failed: %s", exc)
-            raise SystemExit(1) from None
-        logger.error("application startup failed: %s", exc)
-        raise SystemExit(startup_error) from None
+            failed(f"application shutdown failed: {exc}", 1)
+        failed(f"application startup failed: {exc}", startup_error)
 
 
 async def _serve_beating(
@@ -298,10 +303,19 @@ def run(app: Any, **options: Any) -> None:
 
         envfile.load(config.env_file)
     configure(config.log_level, access_log=config.access_log)
-    if config.workers > 1:
+    if not config.reload and (
+        config.reload_dirs or config.reload_includes or config.reload_excludes
+    ):
+        logger.warning("--reload-dir, --reload-include and --reload-exclude need --reload")
+    if config.workers > 1 or config.reload:
+        flag = "--reload" if config.reload else "--workers"
         if not isinstance(app, str):
-            raise ConfigError("--workers needs the app as an import string (MODULE:ATTRIBUTE)")
+            raise ConfigError(f"{flag} needs the app as an import string (MODULE:ATTRIBUTE)")
+        from caboose.reload import require_watchfiles
         from caboose.supervisor import Supervisor
+
+        if config.reload:
+            require_watchfiles()
 
         status = Supervisor(app, config).run()
         if status:

@@ -21,6 +21,11 @@ event loop, so a loop that stops turning is noticed.
 - SIGHUP: rolling reload. New workers start; each one that is ready retires an old one, so
   the sockets are served throughout.
 - SIGTTIN / SIGTTOU: one worker more / fewer.
+- ``--reload`` (development): a thread watches the source (caboose/reload.py) and queues a
+  change like a signal; a change, or SIGHUP, then retires every worker at once, so what
+  answers next is the new code (connections wait in the backlog meanwhile). A start-up
+  failure or a crash loop does not stop the server then: it says why once and waits for
+  the next change.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from typing import Any
 
 from caboose import __version__
 from caboose.config import Config
+from caboose.reload import Watcher
 from caboose.transport.listen import bind, describe
 
 logger = logging.getLogger("caboose.error")
@@ -49,6 +55,7 @@ RESTART_BUDGET = 5  # crashes ...
 RESTART_WINDOW = 60.0  # ... within this many seconds stop the server
 STOP_MARGIN = 5.0  # seconds past --timeout-graceful-shutdown before a worker is killed
 _HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+CHANGED = -1  # not a signal: the --reload watcher saw a change, queued among the signals
 
 
 @dataclass(eq=False)
@@ -59,6 +66,7 @@ class Worker:
     last_beat: float
     ready: bool = False
     retiring: float | None = None  # when it was told to stop
+    failure: str | None = None  # why it could not start, as it reported
 
 
 @dataclass
@@ -73,26 +81,33 @@ class Supervisor:
     exit_status: int = 0
     next_start: float = 0.0  # no new worker before this time (crash back-off)
     started: bool = False  # a worker has been ready: the app can start
+    waiting: bool = False  # --reload: the code cannot serve; no worker until it changes
 
     def run(self) -> int:
         config = self.config
         self.target = config.workers
+        watcher = Watcher(config, self.changed) if config.reload else None
         sockets = bind(config)
         self.sockets = sockets
         self.context = multiprocessing.get_context("spawn")
         wake_read, wake_write = socket.socketpair()
         wake_read.setblocking(False)
         wake_write.setblocking(False)
+        self.wake = wake_write
         previous = signal.set_wakeup_fd(wake_write.fileno())
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in _HANDLED}
         try:
-            logger.info("Supervisor [%d] booting %d workers", os.getpid(), self.target)
+            if watcher is not None:
+                watcher.start()
+            self._announce(watcher is not None)
             while not (self.stopping and not self.workers):
                 self._spawn_missing()
                 self._wait(wake_read)
                 self._handle_signals()
                 self._check_health()
         finally:
+            if watcher is not None:
+                watcher.stop()
             signal.set_wakeup_fd(previous)
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
@@ -103,13 +118,38 @@ class Supervisor:
             if config.uds is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(config.uds)
-        logger.info("Stopped supervisor process [%d]", os.getpid())
+        what = "reloader" if self.config.reload else "supervisor"
+        logger.info("Stopped %s process [%d]", what, os.getpid())
         return self.exit_status
+
+    def _announce(self, reloading: bool) -> None:
+        """The reloader says where at once (the code may be broken until the next save);
+        workers alone wait for the first one to serve (``_started``)."""
+        if reloading:
+            self._say_where()
+            logger.info("Started reloader process [%d] using WatchFiles", os.getpid())
+        else:
+            logger.info("Supervisor [%d] booting %s", os.getpid(), _workers(self.target))
+
+    def _say_where(self) -> None:
+        for sock in self.sockets:
+            where = describe(self.config, sock)
+            logger.info(
+                "caboose running on %s with %s (Press CTRL+C to quit)",
+                where,
+                _workers(self.target),
+            )
 
     # -- signals -------------------------------------------------------------------------------
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self.pending.append(signum)
+
+    def changed(self) -> None:
+        """The watcher's thread saw a change: queue it with the signals and wake the loop."""
+        self.pending.append(CHANGED)
+        with contextlib.suppress(OSError):  # full (a wake-up is pending anyway) or closed
+            self.wake.send(b"\0")
 
     def _handle_signals(self) -> None:
         while self.pending:
@@ -118,9 +158,8 @@ class Supervisor:
                 self._stop(forced=self.stopping)
             elif self.stopping:
                 continue
-            elif signum == signal.SIGHUP:
-                self.generation += 1
-                logger.info("SIGHUP: starting %d new workers, then retiring the old", self.target)
+            elif signum in (signal.SIGHUP, CHANGED):
+                self._reload(signum)
             elif signum == signal.SIGTTIN:
                 self.target += 1
                 logger.info("SIGTTIN: %d workers", self.target)
@@ -129,11 +168,26 @@ class Supervisor:
                 logger.info("SIGTTOU: %d workers", self.target)
                 self._retire(self._current()[-1:])
 
+    def _reload(self, signum: int) -> None:
+        """A new generation of workers. Alone, each new one that is ready retires an old one
+        (``_ready``), so the sockets are served throughout; with --reload the old ones go at
+        once, so that nothing but the new code answers from now on."""
+        self.generation += 1
+        self.waiting = False  # new code deserves a new start, at once
+        self.next_start = 0.0
+        self.crashes.clear()
+        if self.config.reload:
+            if signum == signal.SIGHUP:
+                logger.info("SIGHUP: restarting %d workers", self.target)
+            self._retire([w for w in self.workers if w.generation < self.generation])
+        else:
+            logger.info("SIGHUP: starting %d new workers, then retiring the old", self.target)
+
     def _stop(self, *, forced: bool) -> None:
         if forced:
             logger.warning("Second signal: the workers stop at once")
         elif self.workers:
-            logger.info("Shutting down %d workers", len(self.workers))
+            logger.info("Shutting down %s", _workers(len(self.workers)))
         self.stopping = True
         for sock in self.sockets:
             sock.close()  # new connections are refused now, not queued for nobody
@@ -149,7 +203,7 @@ class Supervisor:
         return [w for w in self.workers if w.generation == self.generation and w.retiring is None]
 
     def _spawn_missing(self) -> None:
-        if self.stopping or time.monotonic() < self.next_start:
+        if self.stopping or self.waiting or time.monotonic() < self.next_start:
             return
         missing = self.target - len(self._current())
         if not self.started:
@@ -202,7 +256,9 @@ class Supervisor:
             while worker.pipe.poll():
                 message = worker.pipe.recv()
                 worker.last_beat = now
-                if message == "ready" and not worker.ready:
+                if isinstance(message, tuple) and message[0] == "failed":
+                    worker.failure = message[1]
+                elif message == "ready" and not worker.ready:
                     worker.ready = True
                     logger.info("Worker [%s] serving", worker.process.pid)
                     if not self.started:
@@ -213,11 +269,8 @@ class Supervisor:
         """The first worker serves: the app starts, so say where it is served."""
         self.started = True
         logger.info("Started caboose %s [%d]", __version__, os.getpid())
-        for sock in self.sockets:
-            where = describe(self.config, sock)
-            logger.info(
-                "caboose running on %s with %d workers (Press CTRL+C to quit)", where, self.target
-            )
+        if not self.config.reload:
+            self._say_where()
 
     def _ready(self, worker: Worker) -> None:
         """A new worker serves: during a reload, one old one may go."""
@@ -232,16 +285,42 @@ class Supervisor:
         if worker.retiring is not None or self.stopping:
             return
         if not worker.ready and code > 0:  # it exited on its own: the app cannot start
-            logger.error(
-                "Worker [%s] failed to start (exit status %d): stopping", worker.process.pid, code
-            )
-            self.exit_status = code
-            self._stop(forced=False)
+            self._failed_to_start(worker, code)
             return
         if code == 0:  # --limit-max-requests: it finished on its own
             return
         how = f"signal {-code}" if code < 0 else f"exit status {code}"
         self._crashed(f"Worker [{worker.process.pid}] died ({how})")
+
+    def _failed_to_start(self, worker: Worker, code: int) -> None:
+        """Said once: the other workers of its generation fail alike, and a crash loop helps
+        nobody. Alone the server stops, unless a SIGHUP brought the new code and the old
+        workers still serve: they go on. With --reload it waits for a change."""
+        if self.waiting or worker.generation != self.generation:
+            return  # said already, or superseded (or abandoned) code
+        if worker.failure is not None:
+            logger.error("%s", worker.failure)
+        what = f"Worker [{worker.process.pid}] failed to start (exit status {code})"
+        if self.config.reload:
+            logger.error("%s: waiting for a change to reload", what)
+            self.waiting = True
+            return
+        previous = [
+            w
+            for w in self.workers
+            if w.generation < worker.generation and w.ready and w.retiring is None
+        ]
+        if previous:
+            # The workers that serve keep the code they imported; any new one would import
+            # the broken code again, so the ones retired meanwhile are not replaced.
+            logger.error("%s: the reload is abandoned, the running workers go on", what)
+            self._retire([w for w in self.workers if w.generation == worker.generation])
+            self.generation = max(w.generation for w in previous)
+            self.target = min(self.target, len(previous))
+            return
+        logger.error("%s: stopping", what)
+        self.exit_status = code
+        self._stop(forced=False)
 
     def _crashed(self, what: str) -> None:
         now = time.monotonic()
@@ -249,9 +328,13 @@ class Supervisor:
         while self.crashes and now - self.crashes[0] > RESTART_WINDOW:
             self.crashes.popleft()
         if len(self.crashes) > RESTART_BUDGET:
+            then = "waiting for a change to reload" if self.config.reload else "stopping"
             logger.error(
-                "%s: %d crashes in %.0f s, stopping", what, len(self.crashes), RESTART_WINDOW
+                "%s: %d crashes in %.0f s, %s", what, len(self.crashes), RESTART_WINDOW, then
             )
+            if self.config.reload:
+                self.waiting = True
+                return
             self.exit_status = 1
             self._stop(forced=False)
             return
@@ -276,6 +359,10 @@ class Supervisor:
                 self._crashed(
                     f"Worker [{worker.process.pid}] missed its heartbeat for {timeout:.0f} s"
                 )
+
+
+def _workers(count: int) -> str:
+    return f"{count} worker{'s' if count != 1 else ''}"
 
 
 def worker_main(app: str, config: Config, sockets: list[socket.socket], pipe: Connection) -> None:
@@ -306,4 +393,13 @@ def worker_main(app: str, config: Config, sockets: list[socket.socket], pipe: Co
         interval=HEARTBEAT,
         load_error=EXIT_ERROR,
         startup_error=EXIT_STARTUP_FAILED,
+        report=lambda message: _tell(pipe, ("failed", message)),
     )
+
+
+def _tell(pipe: Connection, message: object) -> bool:
+    try:
+        pipe.send(message)
+    except OSError:  # the supervisor is gone
+        return False
+    return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
+from caboose.cli import flag_of
 from caboose.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -12,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_every_option_is_documented() -> None:
     text = (ROOT / "docs" / "configuration.md").read_text()
-    missing = [f.name for f in fields(Config) if f"--{f.name.replace('_', '-')}" not in text]
+    missing = [flag_of(f) for f in fields(Config) if f"`{flag_of(f)}" not in text]
     assert missing == []
 
 

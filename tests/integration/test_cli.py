@@ -250,3 +250,21 @@ def test_a_bad_env_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "bad.env").write_text("OK=1\nthis is not a variable\n")
     line = one_line_error(caboose("caboose.demo:app", "--env-file", str(tmp_path / "bad.env")))
     assert line.endswith("bad.env, line 2: expected KEY=VALUE")
+
+
+def test_a_repeatable_option_collects_values_and_the_flag_replaces_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from caboose.cli import build_parser
+
+    monkeypatch.setenv("CABOOSE_RELOAD_DIR", os.pathsep.join(["src", "", "lib"]))
+    monkeypatch.setenv("CABOOSE_RELOAD_INCLUDE", "*.html,*.toml")
+    parser = build_parser()
+    args = parser.parse_args(["a:b"])
+    assert args.reload_dirs == ("src", "lib")  # os.pathsep-separated; empty items skipped
+    assert args.reload_includes == ("*.html", "*.toml")  # comma-separated
+    assert args.reload_excludes == ()
+    args = parser.parse_args(["a:b", "--reload-dir", "x", "--reload-dir", "y"])
+    assert args.reload_dirs == ("x", "y")  # not src, lib, x, y
+    assert parser.parse_args(["a:b"]).reload_dirs == ("src", "lib")  # the default is intact
+    assert "--reload-dir DIR" in parser.format_help()

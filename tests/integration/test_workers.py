@@ -1,13 +1,9 @@
-"""``--workers``: a real supervisor process and its workers, driven from outside.
-
-Every process is started by the test and stopped by its PID; the supervisor's workers are
-found as its children in /proc.
-"""
+"""``--workers``: a real supervisor process and its workers, driven from outside
+(tests/processes.py: every process is started by the test and stopped by its PID)."""
 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -20,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.h2peer import settle
+from tests.processes import Supervised, caboose_process, get, until
 
 APP = """
 import asyncio, os
@@ -50,115 +46,14 @@ async def app(scope, receive, send):
 """
 
 
-class Supervised:
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip())
-
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    @property
-    def port(self) -> int:
-        assert settle(lambda: "running on" in self.log(), 10), self.log()
-        found = re.search(r"running on https?://127\.0\.0\.1:(\d+)", self.log())
-        assert found, self.log()
-        return int(found.group(1))
-
-    def workers(self) -> set[int]:
-        """The supervisor's live child processes (its workers), from /proc."""
-        children = set()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            mine = int(fields[1]) == self.process.pid and fields[0] != "Z"
-            if mine and "spawn_main" in (entry / "cmdline").read_text():
-                children.add(int(entry.name))
-        return children
-
-    def ready(self, count: int) -> set[int]:
-        """Wait until ``count`` workers serve (the supervisor says so); their PIDs."""
-
-        def serving() -> bool:
-            pids = self.workers()
-            return len(pids) == count and all(f"Worker [{p}] serving" in self.log() for p in pids)
-
-        assert settle(serving, 15), (self.workers(), self.log())
-        return self.workers()
-
-    @staticmethod
-    def _answering(port: int) -> set[int]:
-        try:
-            return {get(port)}
-        except OSError:
-            return set()
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    def signal_group(self, signum: int) -> None:
-        """As Ctrl-C in a terminal, or systemd's KillMode=control-group: every process."""
-        os.killpg(self.process.pid, signum)
-
-
-def get(port: int, path: str = "/", timeout: float = 5.0) -> int:
-    """One HTTP/1.1 request on a new connection; the PID of the worker that answered."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 "), data
-    return int(body)
-
-
 @contextmanager
 def supervised(
     tmp_path: Path, *args: str, env: dict[str, str] | None = None, app: str = APP
 ) -> Iterator[Supervised]:
     """``caboose wapp:app ARGS`` serving ``app`` (source text) from ``tmp_path``."""
     (tmp_path / "wapp.py").write_text(app)
-    command = [sys.executable, "-m", "caboose", "wapp:app", "--port", "0", *args]
-    process = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, **(env or {}), "PYTHONPATH": str(Path(__file__).parents[2])},
-        start_new_session=True,  # a group of its own, which a test may signal as a whole
-    )
-    supervised = Supervised(process)
-    try:
+    with caboose_process(tmp_path, "wapp:app", "--port", "0", *args, env=env) as supervised:
         yield supervised
-    finally:
-        children = supervised.workers()
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        for pid in children:  # none should be left; if one is, it goes too
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def until(condition: Callable[[], bool], timeout: float = 15) -> bool:
-    return settle(condition, timeout)
 
 
 def test_workers_share_the_socket_and_a_killed_one_is_replaced(tmp_path: Path) -> None:
@@ -360,3 +255,16 @@ def test_once_shutting_down_new_connections_are_refused_not_queued(
         slow.join(10)
         assert answered  # the one in flight finished
         assert server.process.wait(10) == 0
+
+
+def test_a_sighup_to_broken_code_keeps_the_running_workers(tmp_path: Path) -> None:
+    with supervised(tmp_path, "--workers", "2") as server:
+        old = server.ready(2)
+        (tmp_path / "wapp.py").write_text("import nothing_here\n")
+        server.signal(signal.SIGHUP)
+        assert until(lambda: "the reload is abandoned" in server.log()), server.log()
+        time.sleep(0.5)
+        assert server.process.poll() is None
+        assert server.workers() == old  # the old code serves on
+        assert {get(server.port) for _ in range(10)} <= old
+        assert server.count("No module named 'nothing_here'") == 1, server.log()

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_workers import Supervised, serving, supervised, until
+from tests.integration.test_workers import serving, supervised
+from tests.processes import Supervised, until
 from tests.tls import TestCertificate, issue_certificate
 
 pytestmark = pytest.mark.timeout(120)

@@ -1,0 +1,143 @@
+"""A real ``caboose`` process driven from outside: its log, port, workers (from /proc), stop.
+
+Every process is started by the test and stopped by its PID in a ``finally``; a supervisor's
+workers are found as its children in /proc, and any left over are killed by PID too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from tests.h2peer import settle
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Supervised:
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip())
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def count(self, text: str) -> int:
+        """How many log lines contain ``text``."""
+        return sum(text in line for line in list(self.lines))
+
+    @property
+    def port(self) -> int:
+        assert settle(lambda: "running on" in self.log(), 10), self.log()
+        found = re.search(r"running on https?://127\.0\.0\.1:(\d+)", self.log())
+        assert found, self.log()
+        return int(found.group(1))
+
+    def children(self) -> dict[int, str]:
+        """The process's live children, from /proc: PID -> command line."""
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.process.pid and fields[0] != "Z":
+                    found[int(entry.name)] = (entry / "cmdline").read_text()
+            except OSError:
+                continue
+        return found
+
+    def workers(self) -> set[int]:
+        """The supervisor's live worker processes (its spawned children)."""
+        return {pid for pid, command in self.children().items() if "spawn_main" in command}
+
+    def ready(self, count: int) -> set[int]:
+        """Wait until ``count`` workers serve (the supervisor says so); their PIDs."""
+
+        def serving() -> bool:
+            pids = self.workers()
+            return len(pids) == count and all(f"Worker [{p}] serving" in self.log() for p in pids)
+
+        assert settle(serving, 15), (self.workers(), self.log())
+        return self.workers()
+
+    @staticmethod
+    def _answering(port: int) -> set[int]:
+        try:
+            return {get(port)}
+        except OSError:
+            return set()
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def signal_group(self, signum: int) -> None:
+        """As Ctrl-C in a terminal, or systemd's KillMode=control-group: every process."""
+        os.killpg(self.process.pid, signum)
+
+
+def fetch(port: int, path: str = "/", timeout: float = 5.0) -> bytes:
+    """One HTTP/1.1 GET on a new connection; the body of its 200 response."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), data
+    return body
+
+
+def get(port: int, path: str = "/", timeout: float = 5.0) -> int:
+    """One request to an app that answers with its PID: the PID of the worker that answered."""
+    return int(fetch(port, path, timeout))
+
+
+@contextmanager
+def caboose_process(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[Supervised]:
+    """``python -m caboose *args`` in ``cwd``, stopped (SIGTERM, then SIGKILL) when done."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "caboose", *args],
+        cwd=cwd,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
+        start_new_session=True,  # a group of its own, which a test may signal as a whole
+    )
+    supervised = Supervised(process)
+    try:
+        yield supervised
+    finally:
+        children = supervised.children()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        for pid in children:  # none should be left; if one is, it goes too
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def until(condition: Callable[[], bool], timeout: float = 15) -> bool:
+    return settle(condition, timeout)
