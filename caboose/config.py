@@ -73,7 +73,11 @@ class Config:
     )
     proxy_headers: bool = field(
         default=True,
-        metadata=_opt("Trust X-Forwarded-Proto/For from --forwarded-allow-ips.", "proxy"),
+        metadata=_opt(
+            "Trust Forwarded (RFC 7239) and X-Forwarded-For/-Proto/-Host from "
+            "--forwarded-allow-ips.",
+            "proxy",
+        ),
     )
     forwarded_allow_ips: str = field(
         default_factory=lambda: os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),

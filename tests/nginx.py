@@ -1,4 +1,5 @@
-"""Debian's nginx as a gRPC reverse proxy in front of a test server, with a private prefix.
+"""Debian's nginx as a reverse proxy (gRPC or HTTP) in front of a test server, with a private
+prefix.
 
 Everything nginx writes (pid, logs, temp files) lives in a temporary folder; it listens on
 127.0.0.1 only and is stopped by the PID of the process we started.
@@ -34,11 +35,9 @@ http {{
     # lives longer, and grpclib fails the call in flight instead of retrying it.
     keepalive_requests 1000000;
     server {{
-        listen 127.0.0.1:{port} http2;
+        listen 127.0.0.1:{port} {listen};
         location / {{
-            grpc_pass {upstream};
-            grpc_read_timeout 60s;
-            grpc_send_timeout 60s;
+            {location}
         }}
     }}
 }}
@@ -52,15 +51,25 @@ def free_port() -> int:
         return port
 
 
-@contextlib.contextmanager
-def grpc_proxy(prefix: Path, upstream: str) -> Iterator[int]:
+GRPC = "grpc_pass {upstream}; grpc_read_timeout 60s; grpc_send_timeout 60s;"
+
+
+def grpc_proxy(prefix: Path, upstream: str) -> contextlib.AbstractContextManager[int]:
     """Run nginx with ``grpc_pass upstream`` (``grpc://127.0.0.1:PORT`` or ``grpcs://...``)
     until the block ends; yields the port it listens on (h2c)."""
+    return proxy(prefix, GRPC.format(upstream=upstream), http2=True)
+
+
+@contextlib.contextmanager
+def proxy(prefix: Path, location: str, *, http2: bool = False) -> Iterator[int]:
+    """Run nginx with ``location`` as the body of its ``location /`` until the block ends;
+    yields the port it listens on (h2c when ``http2``, else HTTP/1.1)."""
     (prefix / "tmp").mkdir(parents=True, exist_ok=True)
     (prefix / "tmp").chmod(0o777)  # the worker may run as an unprivileged user
     port = free_port()
     config = prefix / "nginx.conf"
-    config.write_text(CONFIG.format(prefix=prefix, port=port, upstream=upstream))
+    listen = "http2" if http2 else ""
+    config.write_text(CONFIG.format(prefix=prefix, port=port, listen=listen, location=location))
     args = [tool("nginx"), "-p", str(prefix), "-c", str(config), "-e", str(prefix / "error.log")]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 from urllib.parse import unquote
 
-from caboose.core.events import Headers, RequestReceived
+from caboose.core.events import RequestReceived
 
 Address = tuple[str, int] | None
-Networks = list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 
@@ -77,34 +75,3 @@ class ScopeBuilder:
             "state": self.state.copy(),
             "extensions": extensions,
         }
-
-
-def is_trusted(host: str, networks: Networks) -> bool:
-    """Whether ``host`` lies in one of the trusted proxy networks (``None``: trust all)."""
-    if networks is None:
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return any(address in network for network in networks)
-
-
-def apply_proxy_headers(scope: dict[str, Any], headers: Headers, networks: Networks) -> None:
-    """Apply X-Forwarded-Proto/-For; call only when the peer is a trusted proxy.
-
-    The client is the rightmost X-Forwarded-For entry that is not itself a trusted proxy:
-    entries further left were written by the client and could say anything.
-    """
-    for name, value in headers:
-        if name == b"x-forwarded-proto":
-            proto = value.decode("latin-1").split(",")[-1].strip().lower()
-            if proto in ("http", "https", "ws", "wss"):
-                scope["scheme"] = proto
-        elif name == b"x-forwarded-for":
-            hosts = [host.strip() for host in value.decode("latin-1").split(",") if host.strip()]
-            untrusted = [host for host in hosts if not is_trusted(host, networks)]
-            if untrusted:
-                scope["client"] = (untrusted[-1], 0)
-            elif hosts:
-                scope["client"] = (hosts[0], 0)

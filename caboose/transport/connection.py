@@ -8,7 +8,8 @@ import ssl
 from typing import Any, Protocol
 
 from caboose.asgi.http import HTTPStream, Scope, StreamSink
-from caboose.asgi.scope import ScopeBuilder, apply_proxy_headers, is_trusted
+from caboose.asgi.proxy import apply_proxy_headers, is_trusted
+from caboose.asgi.scope import ScopeBuilder
 from caboose.core.events import RequestReceived
 from caboose.transport.state import ServerState
 

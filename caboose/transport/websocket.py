@@ -28,7 +28,7 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.headers import build_extension, parse_extension
 
 from caboose.asgi.http import ASGIApp, Scope
-from caboose.asgi.scope import apply_proxy_headers
+from caboose.asgi.proxy import apply_proxy_headers
 from caboose.asgi.websocket import WSStream
 from caboose.core.events import Headers, RequestReceived
 from caboose.core.h1 import H1Connection
