@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -20,6 +21,10 @@ CERT_REQS = {"none": 0, "optional": 1, "required": 2, "0": 0, "1": 1, "2": 2}
 # 5, PROTOCOL_TLS_SERVER 17, its default) read as the lowest version to accept.
 TLS_VERSIONS = {"tlsv1.2": "TLSv1.2", "1.2": "TLSv1.2", "2": "TLSv1.2", "5": "TLSv1.2"}
 TLS_VERSIONS |= {"17": "TLSv1.2", "tlsv1.3": "TLSv1.3", "1.3": "TLSv1.3"}
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 §5.6.2
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")  # RFC 9110 §5.5, no CR/LF/NUL
 
 
 def _web_concurrency() -> int:
@@ -306,6 +311,16 @@ class Config:
     )
     server_header: bool = field(default=True, metadata=_opt("Send a Server header."))
     date_header: bool = field(default=True, metadata=_opt("Send a Date header."))
+    headers: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "Add this header to every response, as 'Name: value'; repeatable. A Server "
+            "header given here replaces caboose's.",
+            flag="--header",
+            metavar="'NAME: VALUE'",
+            separator="\n",  # values hold commas and colons: one per line
+        ),
+    )
 
     def __post_init__(self) -> None:
         self._normalize_lists()
@@ -314,6 +329,7 @@ class Config:
             raise ConfigError("--ssl-keyfile needs --ssl-certfile")
         self.trusted_proxies()  # fail early on a malformed --forwarded-allow-ips
         self._check_tls()
+        self.extra_headers()  # fail early on a malformed --header
 
     def _check_tls(self) -> None:
         if self.ssl_cert_reqs is not None and self.ssl_cert_reqs.lower() not in CERT_REQS:
@@ -414,6 +430,19 @@ class Config:
         for name in ("http2_write_timeout", "cancel_grace"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+
+    def extra_headers(self) -> list[tuple[bytes, bytes]]:
+        """--header as (lower-case name, value) fields, checked as RFC 9110 §5 wants them."""
+        fields = []
+        for text in self.headers:
+            name, colon, value = text.partition(":")
+            name, value = name.strip(), value.strip()
+            if not colon or not _TOKEN.fullmatch(name):
+                raise ConfigError(f"--header must be 'Name: value', not {text!r}")
+            if not _FIELD_VALUE.fullmatch(value):
+                raise ConfigError(f"--header {name}: only visible latin-1 text, spaces and tabs")
+            fields.append((name.lower().encode("ascii"), value.encode("latin-1")))
+        return fields
 
     @property
     def is_tls(self) -> bool:

@@ -171,10 +171,12 @@ class Server:
 
     async def _refresh_headers(self, state: ServerState) -> None:
         """Keep the shared Server/Date fields current; the core never reads a clock."""
-        server = [(b"server", b"caboose")] if self.config.server_header else []
+        extra = self.config.extra_headers()  # --header
+        ours = [(b"server", b"caboose")] if self.config.server_header else []
+        server = [field for field in ours if field[0] not in {name for name, _ in extra}]
         while True:
             date = [(b"date", formatdate(usegmt=True).encode())] if self.config.date_header else []
-            state.default_headers[:] = server + date
+            state.default_headers[:] = server + date + extra
             await asyncio.sleep(1.0)
 
     async def _shutdown(self, state: ServerState) -> None:

@@ -81,3 +81,17 @@ def test_uvicorn_tls_numbers_mean_what_they_meant() -> None:
     assert Config(ssl_ca_certs="ca.pem").client_cert_mode == 1  # optional, as before
     assert Config(ssl_ca_certs="ca.pem", ssl_cert_reqs="2").client_cert_mode == 2
     assert Config().client_cert_mode == 0
+
+
+def test_header_fields_are_parsed_and_checked() -> None:
+    config = Config(headers=("X-Frame-Options: DENY", "Link: </a>; rel=preload, </b>"))
+    assert config.extra_headers() == [
+        (b"x-frame-options", b"DENY"),
+        (b"link", b"</a>; rel=preload, </b>"),
+    ]
+    with pytest.raises(ConfigError, match="--header must be 'Name: value'"):
+        Config(headers=("no colon",))
+    with pytest.raises(ConfigError, match="--header must be 'Name: value'"):
+        Config(headers=("bad name: x",))
+    with pytest.raises(ConfigError, match="--header X-Evil: only visible"):
+        Config(headers=("X-Evil: a\r\nSet-Cookie: b",))

@@ -192,11 +192,13 @@ def test_keep_alive_pings_can_be_turned_off_by_name() -> None:
 
 
 def test_a_bad_option_is_one_line_and_abbreviations_are_not_guessed() -> None:
-    result = caboose("caboose.demo:app", "--header", "5")  # once --header-read-timeout
+    result = caboose("caboose.demo:app", "--header-read", "5")  # not --header-read-timeout
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "caboose: error: unrecognized arguments: --header 5 (see caboose --help)"
+        "caboose: error: unrecognized arguments: --header-read 5 (see caboose --help)"
     ]
+    header = caboose("caboose.demo:app", "--header", "5")  # a real option now, checked
+    assert one_line_error(header).endswith("--header must be 'Name: value', not '5'")
     renamed = caboose("caboose.demo:app", "--h11-max-incomplete-event-size", "1")
     assert "unrecognized arguments: --h11-max-incomplete-event-size" in renamed.stderr
 
@@ -268,3 +270,24 @@ def test_a_repeatable_option_collects_values_and_the_flag_replaces_its_variable(
     assert args.reload_dirs == ("x", "y")  # not src, lib, x, y
     assert parser.parse_args(["a:b"]).reload_dirs == ("src", "lib")  # the default is intact
     assert "--reload-dir DIR" in parser.format_help()
+
+
+def test_header_adds_response_fields_over_both_protocols() -> None:
+    process, port = serve_cli(
+        "caboose.demo:app", "--header", "X-Frame-Options: DENY", "--header", "Server: edge"
+    )
+    try:
+        h1 = run_tool("curl", "-sS", "-D-", "-o/dev/null", f"http://127.0.0.1:{port}/")
+        h2 = run_tool(
+            "curl",
+            "-sS",
+            "--http2-prior-knowledge",
+            "-D-",
+            "-o/dev/null",
+            f"http://127.0.0.1:{port}/",
+        )
+    finally:
+        stop(process)
+    for head in (h1.stdout.lower(), h2.stdout.lower()):
+        assert b"x-frame-options: deny" in head
+        assert b"server: edge" in head and b"caboose" not in head  # replaced, not doubled
