@@ -110,7 +110,7 @@ def get(port: int, path: str = "/", timeout: float = 5.0) -> int:
 
 @contextmanager
 def caboose_process(
-    cwd: Path, *args: str, env: dict[str, str] | None = None
+    cwd: Path, *args: str, env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()
 ) -> Iterator[Supervised]:
     """``python -m caboose *args`` in ``cwd``, stopped (SIGTERM, then SIGKILL) when done."""
     process = subprocess.Popen(
@@ -121,6 +121,7 @@ def caboose_process(
         text=True,
         env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
         start_new_session=True,  # a group of its own, which a test may signal as a whole
+        pass_fds=pass_fds,
     )
     supervised = Supervised(process)
     try:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.processes import Supervised, caboose_process, get, until
@@ -48,11 +49,16 @@ async def app(scope, receive, send):
 
 @contextmanager
 def supervised(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None, app: str = APP
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    app: str = APP,
+    pass_fds: tuple[int, ...] = (),
 ) -> Iterator[Supervised]:
     """``caboose wapp:app ARGS`` serving ``app`` (source text) from ``tmp_path``."""
     (tmp_path / "wapp.py").write_text(app)
-    with caboose_process(tmp_path, "wapp:app", "--port", "0", *args, env=env) as supervised:
+    command = ("wapp:app", "--port", "0", *args)
+    with caboose_process(tmp_path, *command, env=env, pass_fds=pass_fds) as supervised:
         yield supervised
 
 
@@ -268,3 +274,26 @@ def test_a_sighup_to_broken_code_keeps_the_running_workers(tmp_path: Path) -> No
         assert server.workers() == old  # the old code serves on
         assert {get(server.port) for _ in range(10)} <= old
         assert server.count("No module named 'nothing_here'") == 1, server.log()
+
+
+def test_workers_share_a_unix_socket(tmp_path: Path) -> None:
+    path = tmp_path / "caboose.sock"
+    with supervised(tmp_path, "--workers", "2", "--uds", str(path)) as server:
+        pids = server.ready(2)
+        assert path.stat().st_mode & 0o777 == 0o666  # as uvicorn: any local user may connect
+        transport = httpx.HTTPTransport(uds=str(path))
+        with httpx.Client(transport=transport) as client:
+            answered = {int(client.get("http://localhost/").text) for _ in range(20)}
+        assert answered <= pids
+    assert not path.exists()  # the supervisor removes it when it stops
+
+
+def test_workers_share_an_inherited_descriptor(tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        fd = listener.fileno()  # as systemd's socket activation hands it over
+        with supervised(tmp_path, "--workers", "2", "--fd", str(fd), pass_fds=(fd,)) as server:
+            pids = server.ready(2)
+            assert {get(port) for _ in range(20)} <= pids
