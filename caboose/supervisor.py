@@ -9,7 +9,8 @@ event loop, so a loop that stops turning is noticed.
   listening line come then, so an app that cannot start says why once, before either.
 - A worker that exits with an error status before it was ready failed at start-up (import
   error, lifespan failure): the whole server stops with that status, instead of a crash
-  loop; the worker printed why. (One killed by a signal meanwhile is a crash, below.)
+  loop. It sent why over the pipe, and the supervisor says it once. (One killed by a
+  signal meanwhile is a crash, below.)
 - A worker that dies later, or misses its heartbeat for ``--timeout-worker-healthcheck``, is
   replaced, after a back-off that doubles with each recent crash; more than
   ``RESTART_BUDGET`` crashes in ``RESTART_WINDOW`` seconds stop the server.
@@ -19,7 +20,8 @@ event loop, so a loop that stops turning is noticed.
   SIGINT or SIGTERM makes the supervisor tell them SIGQUIT: stop at once. A worker takes no
   other signal as "now", so a SIGTERM sent to the whole group (systemd) still drains.
 - SIGHUP: rolling reload. New workers start; each one that is ready retires an old one, so
-  the sockets are served throughout.
+  the sockets are served throughout. If the new code cannot start, the reload is abandoned
+  and the workers still serving go on.
 - SIGTTIN / SIGTTOU: one worker more / fewer.
 - ``--reload`` (development): a thread watches the source (caboose/reload.py) and queues a
   change like a signal; a change, or SIGHUP, then retires every worker at once, so what
