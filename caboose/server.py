@@ -148,12 +148,17 @@ class Server:
 
         # A supervisor binds once for all its workers; alone, the server binds here.
         self.sockets = self.inherited or bind(self.config)
+        # The event loop calls listen() again on every socket it serves, with this backlog
+        # (asyncio's default would be 100): --backlog holds for --uds and --fd sockets too.
+        backlog = self.config.backlog
         for sock in self.sockets:
             if sock.family == socket.AF_UNIX:
-                server = await loop.create_unix_server(factory, sock=sock, ssl=ssl_context)
+                server = await loop.create_unix_server(
+                    factory, sock=sock, ssl=ssl_context, backlog=backlog
+                )
             else:
                 server = await loop.create_server(
-                    factory, sock=sock, ssl=ssl_context, backlog=self.config.backlog
+                    factory, sock=sock, ssl=ssl_context, backlog=backlog
                 )
             self._servers.append(server)
         if not self.quiet_listen:  # a supervisor's workers: it said where, once
@@ -189,6 +194,9 @@ class Server:
             # would go on completing handshakes into a backlog that nobody accepts from. (A
             # worker closes only its copy; the supervisor's keeps the port open.)
             sock.close()
+        if self.config.uds is not None and not self.inherited:
+            with contextlib.suppress(OSError):  # alone, the socket file is ours to remove
+                os.unlink(self.config.uds)
         for connection in list(state.connections):
             connection.shutdown()
         deadline = self.config.timeout_graceful_shutdown

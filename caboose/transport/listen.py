@@ -21,7 +21,7 @@ class BindError(ConfigError):
 def bind(config: Config) -> list[socket.socket]:
     """The sockets of ``--fd``, ``--uds`` or ``--host``/``--port``, listening."""
     if config.fd is not None:
-        return [_from_fd(config.fd)]  # the socket's owner chose its backlog
+        return [_from_fd(config.fd)]  # listening already; the server applies --backlog
     if config.uds is not None:
         return [_unix(config.uds, config.backlog)]
     return _tcp(config.host, config.port, config.backlog)
