@@ -12,6 +12,7 @@ from caboose.errors import ConfigError
 LOOPS = ("auto", "asyncio", "uvloop")
 LIFESPANS = ("auto", "on", "off")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LOG_FORMATS = ("text", "json")
 WS_IMPLEMENTATIONS = ("auto", "none", "websockets")
 
 
@@ -41,8 +42,50 @@ class Config:
         default=2048, metadata=_opt("Connections the kernel queues before accepting more.")
     )
     loop: str = field(default="auto", metadata=_opt("Event loop implementation.", choices=LOOPS))
-    log_level: str = field(default="info", metadata=_opt("Log level.", choices=LOG_LEVELS))
-    access_log: bool = field(default=True, metadata=_opt("Enable/disable the access log."))
+    log_level: str | None = field(
+        default=None,
+        metadata=_opt(
+            "Level of caboose's loggers (default: info, or what --log-config sets).",
+            "logging",
+            choices=LOG_LEVELS,
+        ),
+    )
+    access_log: bool = field(
+        default=True, metadata=_opt("Enable/disable the access log.", "logging")
+    )
+    access_log_format: str | None = field(
+        default=None,
+        metadata=_opt(
+            "Access log line of gunicorn-style atoms, such as h r s B M outcome "
+            "(docs/configuration.md lists them; default: caboose's own line).",
+            "logging",
+        ),
+    )
+    log_format: str = field(
+        default="text",
+        metadata=_opt(
+            "text, or json: one JSON object per line (error and access log).",
+            "logging",
+            choices=LOG_FORMATS,
+        ),
+    )
+    log_config: str | None = field(
+        default=None,
+        metadata=_opt(
+            "Logging configuration file: .json or .yaml/.yml (dictConfig), else INI (fileConfig).",
+            "logging",
+        ),
+    )
+    use_colors: bool | None = field(
+        default=None,
+        metadata=_opt("Colour the level names (default: when stderr is a terminal).", "logging"),
+    )
+    configure_logging: bool = field(
+        default=True,
+        metadata=_opt(
+            "Set up logging; --no-configure-logging leaves the logging module alone.", "logging"
+        ),
+    )
     root_path: str = field(
         default="", metadata=_opt("ASGI root_path for apps mounted below a path.", "app")
     )
@@ -229,8 +272,7 @@ class Config:
             raise ConfigError(f"--loop must be one of {', '.join(LOOPS)}")
         if self.lifespan not in LIFESPANS:
             raise ConfigError(f"--lifespan must be one of {', '.join(LIFESPANS)}")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+        self._check_logging()
         if self.ws not in WS_IMPLEMENTATIONS:
             raise ConfigError(f"--ws must be one of {', '.join(WS_IMPLEMENTATIONS)}")
         for name in ("ws_max_size", "ws_max_queue"):
@@ -244,6 +286,19 @@ class Config:
             raise ConfigError("--ws-close-timeout must be positive")
         self._check_workers()
         self._check_http2()
+
+    def _check_logging(self) -> None:
+        if self.log_level is not None and self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"--log-format must be one of {', '.join(LOG_FORMATS)}")
+        if self.access_log_format is not None:
+            from caboose.transport.access import check_format  # the atoms live with the log
+
+            try:
+                check_format(self.access_log_format)
+            except ValueError as exc:
+                raise ConfigError(f"--access-log-format: {exc}") from None
 
     def _check_workers(self) -> None:
         if self.workers < 1:

@@ -20,6 +20,8 @@ from caboose.asgi.lifespan import Lifespan
 from caboose.config import Config
 from caboose.errors import ConfigError
 from caboose.importer import load_app
+from caboose.logs import configure
+from caboose.transport.access import access_log
 from caboose.transport.listen import bind, describe
 from caboose.transport.negotiate import Negotiator
 from caboose.transport.state import ServerState
@@ -85,6 +87,7 @@ class Server:
         app = load_app(self.app_source, factory=config.factory, app_dir=config.app_dir)
         ssl_context = server_context(config)
         state = ServerState(config=config, app=app, trusted_proxies=config.trusted_proxies())
+        state.ended = access_log(config.access_log_format) if config.access_log else None
         if config.limit_max_requests is not None:
             jitter = random.randint(0, config.limit_max_requests_jitter)
             state.requests_left = config.limit_max_requests + jitter
@@ -212,16 +215,18 @@ def loop_factory(loop: str) -> Any:
 
 
 async def serve(app: Any, config: Config) -> None:
-    """Serve ``app`` (an ASGI callable or "module:attr") until asked to stop."""
+    """Serve ``app`` (an ASGI callable or "module:attr") until asked to stop. Logging is set
+    up as the command line does (``caboose.logs.configure``) unless
+    ``config.configure_logging`` is false."""
+    configure(config)
     await Server(app, config).serve()
 
 
 def run(app: Any, **options: Any) -> None:
-    """Blocking entry point: ``caboose.run(app, host=..., port=...)``."""
-    from caboose.logs import configure
-
+    """Blocking entry point: ``caboose.run(app, host=..., port=...)``, with the options of
+    the command line; logging is set up as there unless ``configure_logging=False``."""
     config = Config.from_options(**options)
-    configure(config.log_level, access_log=config.access_log)
+    configure(config)
     if config.workers > 1:
         if not isinstance(app, str):
             raise ConfigError("--workers needs the app as an import string (MODULE:ATTRIBUTE)")

@@ -268,7 +268,7 @@ def worker_main(app: str, config: Config, sockets: list[socket.socket], pipe: Co
 
     # Ctrl-C reaches every process of the terminal's group: the supervisor decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    configure(config.log_level, access_log=config.access_log)
+    configure(config)  # as the supervisor did: spawned workers inherit no logging set-up
     logger.info("Started worker process [%d]", os.getpid())
     beating: list[asyncio.Task[None]] = []
 
