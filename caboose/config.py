@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import os
 from dataclasses import dataclass, field, fields
@@ -246,6 +247,16 @@ class Config:
             "Up to this many requests more, at random per worker (staggers them).", "workers"
         ),
     )
+    metrics_port: int | None = field(
+        default=None,
+        metadata=_opt(
+            "Serve Prometheus metrics at /metrics on this port (needs caboose[metrics]).",
+            "metrics",
+        ),
+    )
+    metrics_host: str = field(
+        default="127.0.0.1", metadata=_opt("Bind the metrics endpoint to this host.", "metrics")
+    )
     server_header: bool = field(default=True, metadata=_opt("Send a Server header."))
     date_header: bool = field(default=True, metadata=_opt("Send a Date header."))
 
@@ -286,6 +297,7 @@ class Config:
             raise ConfigError("--ws-close-timeout must be positive")
         self._check_workers()
         self._check_http2()
+        self._check_metrics()
 
     def _check_logging(self) -> None:
         if self.log_level is not None and self.log_level not in LOG_LEVELS:
@@ -299,6 +311,23 @@ class Config:
                 check_format(self.access_log_format)
             except ValueError as exc:
                 raise ConfigError(f"--access-log-format: {exc}") from None
+
+    def _check_metrics(self) -> None:
+        if self.metrics_port is None:
+            return
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(
+                f"--metrics-port must be between 0 and 65535, not {self.metrics_port}"
+            )
+        same_host = self.metrics_host == self.host and self.uds is None and self.fd is None
+        if self.metrics_port == self.port != 0 and same_host:
+            raise ConfigError("--metrics-port must differ from --port")
+        try:
+            importlib.import_module("prometheus_client")
+        except ImportError:
+            raise ConfigError(
+                "--metrics-port needs prometheus_client: pip install 'caboose[metrics]'"
+            ) from None
 
     def _check_workers(self) -> None:
         if self.workers < 1:

@@ -21,8 +21,10 @@ from caboose.config import Config
 from caboose.errors import ConfigError
 from caboose.importer import load_app
 from caboose.logs import configure
-from caboose.transport.access import access_log
+from caboose.metrics import Exporter, loop_reader
+from caboose.transport.access import Ended, Logged, access_log
 from caboose.transport.listen import bind, describe
+from caboose.transport.metrics import Metrics
 from caboose.transport.negotiate import Negotiator
 from caboose.transport.state import ServerState
 from caboose.transport.tls import server_context
@@ -41,14 +43,19 @@ class Server:
         *,
         on_ready: Callable[[], None] | None = None,
         quiet_listen: bool = False,
+        export_metrics: bool = True,
     ) -> None:
         """``sockets``: already listening (a supervisor's workers share them); else bound
-        from ``config`` when serving starts. ``on_ready`` is called once serving."""
+        from ``config`` when serving starts. ``on_ready`` is called once serving.
+        ``export_metrics``: serve --metrics-port here (a worker's supervisor does instead)."""
         self.config = config
         self.app_source = app
         self.started = threading.Event()
         self.on_ready = on_ready
         self.quiet_listen = quiet_listen
+        self.export_metrics = export_metrics
+        self.state: ServerState | None = None  # once serving
+        self.metrics_port: int | None = None  # the bound --metrics-port (it may be 0)
         self.forced = False  # a second signal: stop at once
         self.inherited = sockets or []
         self.sockets: list[socket.socket] = []
@@ -87,7 +94,10 @@ class Server:
         app = load_app(self.app_source, factory=config.factory, app_dir=config.app_dir)
         ssl_context = server_context(config)
         state = ServerState(config=config, app=app, trusted_proxies=config.trusted_proxies())
-        state.ended = access_log(config.access_log_format) if config.access_log else None
+        if config.metrics_port is not None:
+            state.metrics = Metrics()
+        state.ended = observe_exchanges(config, state.metrics)
+        self.state = state
         if config.limit_max_requests is not None:
             jitter = random.randint(0, config.limit_max_requests_jitter)
             state.requests_left = config.limit_max_requests + jitter
@@ -108,8 +118,11 @@ class Server:
     async def _run(self, state: ServerState, ssl_context: Any) -> None:
         assert self._loop is not None and self._exit is not None
         clock = self._loop.create_task(self._refresh_headers(state))
+        exporter = None
         try:
             await self._listen(state, ssl_context)
+            if state.metrics is not None and self.export_metrics:
+                exporter = self._export(state)
             # Everything alive now (the app, its imports, our tables) lives as long as the
             # server: move it out of the collector's sight, so the full collections that
             # request churn triggers scan only young objects instead of the whole heap.
@@ -124,6 +137,17 @@ class Server:
             clock.cancel()
             for server in self._servers:
                 server.close()
+            if exporter is not None:
+                exporter.stop()
+
+    def _export(self, state: ServerState) -> Exporter:
+        assert state.metrics is not None and self._loop is not None
+        config = self.config
+        assert config.metrics_port is not None
+        read = loop_reader(state.metrics, state.connections, self._loop)
+        exporter = Exporter(config.metrics_host, config.metrics_port, read)
+        self.metrics_port = exporter.port
+        return exporter
 
     async def _listen(self, state: ServerState, ssl_context: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -212,6 +236,21 @@ def loop_factory(loop: str) -> Any:
             raise ConfigError("--loop uvloop: uvloop is not installed") from None
         return asyncio.new_event_loop
     return uvloop.new_event_loop
+
+
+def observe_exchanges(config: Config, metrics: Metrics | None) -> Ended | None:
+    """What runs as each exchange ends: the access log, the metrics, both, or nothing (then
+    the drivers skip the call altogether)."""
+    log = access_log(config.access_log_format) if config.access_log else None
+    count = metrics.ended if metrics is not None else None
+    if log is None or count is None:
+        return log or count
+
+    def both(stream: Logged, outcome: str) -> None:
+        log(stream, outcome)
+        count(stream, outcome)
+
+    return both
 
 
 async def serve(app: Any, config: Config) -> None:

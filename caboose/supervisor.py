@@ -36,6 +36,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from caboose.config import Config
+from caboose.metrics import Exporter, WorkerTotals
 from caboose.transport.listen import bind, describe
 
 logger = logging.getLogger("caboose.error")
@@ -56,6 +57,10 @@ class Worker:
     ready: bool = False
     retiring: float | None = None  # when it was told to stop
 
+    @property
+    def pid(self) -> int:
+        return self.process.pid or 0
+
 
 @dataclass
 class Supervisor:
@@ -68,12 +73,14 @@ class Supervisor:
     stopping: bool = False
     exit_status: int = 0
     next_start: float = 0.0  # no new worker before this time (crash back-off)
+    totals: WorkerTotals = field(default_factory=WorkerTotals)  # --metrics-port
 
     def run(self) -> int:
         config = self.config
         self.target = config.workers
         sockets = bind(config)
         self.sockets = sockets
+        exporter = None
         self.context = multiprocessing.get_context("spawn")
         wake_read, wake_write = socket.socketpair()
         wake_read.setblocking(False)
@@ -81,6 +88,8 @@ class Supervisor:
         previous = signal.set_wakeup_fd(wake_write.fileno())
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in _HANDLED}
         try:
+            if config.metrics_port is not None:
+                exporter = Exporter(config.metrics_host, config.metrics_port, self.totals.read)
             for sock in sockets:
                 logger.info(
                     "caboose running on %s with %d workers", describe(config, sock), self.target
@@ -97,6 +106,8 @@ class Supervisor:
                 signal.signal(sig, handler)
             wake_read.close()
             wake_write.close()
+            if exporter is not None:
+                exporter.stop()
             for sock in sockets:
                 sock.close()
             if config.uds is not None:
@@ -196,10 +207,16 @@ class Supervisor:
             while worker.pipe.poll():
                 message = worker.pipe.recv()
                 worker.last_beat = now
-                if message == "ready" and not worker.ready:
+                if isinstance(message, tuple):  # ("metrics", snapshot), with each beat
+                    self.totals.report(worker.pid, message[1])
+                elif message == "ready" and not worker.ready:
                     worker.ready = True
                     logger.info("Worker [%s] serving", worker.process.pid)
                     self._ready(worker)
+                    self._count_workers()
+
+    def _count_workers(self) -> None:
+        self.totals.workers = sum(1 for w in self.workers if w.ready and w.retiring is None)
 
     def _ready(self, worker: Worker) -> None:
         """A new worker serves: during a reload, one old one may go."""
@@ -209,6 +226,8 @@ class Supervisor:
     def _exited(self, worker: Worker) -> None:
         self.workers.remove(worker)
         worker.pipe.close()
+        self.totals.retire(worker.pid)
+        self._count_workers()
         code = worker.process.exitcode
         assert code is not None
         if worker.retiring is not None or self.stopping:
@@ -272,19 +291,28 @@ def worker_main(app: str, config: Config, sockets: list[socket.socket], pipe: Co
     logger.info("Started worker process [%d]", os.getpid())
     beating: list[asyncio.Task[None]] = []
 
+    def report() -> None:
+        """What this worker counted, for the supervisor's /metrics (--metrics-port)."""
+        state = server.state
+        if state is not None and state.metrics is not None:
+            pipe.send(("metrics", state.metrics.snapshot(list(state.connections))))
+
     async def beat() -> None:
         while True:
             pipe.send("beat")
+            report()
             await asyncio.sleep(HEARTBEAT)
 
     def ready() -> None:
         pipe.send("ready")
         beating.append(asyncio.get_running_loop().create_task(beat()))
 
-    server = Server(app, config, sockets, on_ready=ready, quiet_listen=True)
+    server = Server(app, config, sockets, on_ready=ready, quiet_listen=True, export_metrics=False)
     try:
         with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
             runner.run(server.serve())
+        with contextlib.suppress(OSError):
+            report()  # the last numbers, up to its final exchange
     except (AppLoadError, ConfigError) as exc:
         logger.error("%s", exc)
         raise SystemExit(1) from None

@@ -113,6 +113,7 @@ class Driver(GatedProtocol):
 
     core: ServerCore
     info: ConnectionInfo
+    protocol = ""  # what the metrics call it: HTTP/1.1, HTTP/2
 
     def __init__(self, state: ServerState) -> None:
         super().__init__()
@@ -130,6 +131,8 @@ class Driver(GatedProtocol):
         self.transport = typing.cast(asyncio.Transport, transport)
         self.info = ConnectionInfo(transport, self.state)
         self.state.connections.add(self)
+        if self.state.metrics is not None:
+            self.state.metrics.connection_opened(self.protocol)
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:

@@ -108,6 +108,8 @@ class WSSession:
         self.ping_timer: asyncio.TimerHandle | None = None
         self.ping_sent: float | None = None  # when the unanswered keep-alive ping went out
         self.outcome = ""
+        if state.metrics is not None:
+            state.metrics.websocket_started(scope["http_version"])
 
     # -- hooks of the carrier ------------------------------------------------------------------
 
@@ -281,6 +283,8 @@ class WSSession:
 
 class H1WebSocket(WSSession, GatedProtocol):
     """A WebSocket over HTTP/1.1: the connection's protocol from the handshake on."""
+
+    protocol = "HTTP/1.1"  # what the metrics call its connection
 
     def __init__(
         self,
