@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import os
 import re
@@ -13,6 +14,7 @@ from caboose.errors import ConfigError
 LOOPS = ("auto", "asyncio", "uvloop")
 LIFESPANS = ("auto", "on", "off")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LOG_FORMATS = ("text", "json")
 WS_IMPLEMENTATIONS = ("auto", "none", "websockets")
 # RFC 9113 §9.2.2: HTTP/2 over TLS 1.2 needs ephemeral key exchange and AEAD ciphers.
 DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -71,8 +73,50 @@ class Config:
         default=2048, metadata=_opt("Connections the kernel queues before accepting more.")
     )
     loop: str = field(default="auto", metadata=_opt("Event loop implementation.", choices=LOOPS))
-    log_level: str = field(default="info", metadata=_opt("Log level.", choices=LOG_LEVELS))
-    access_log: bool = field(default=True, metadata=_opt("Enable/disable the access log."))
+    log_level: str | None = field(
+        default=None,
+        metadata=_opt(
+            "Level of caboose's loggers (default: info, or what --log-config sets).",
+            "logging",
+            choices=LOG_LEVELS,
+        ),
+    )
+    access_log: bool = field(
+        default=True, metadata=_opt("Enable/disable the access log.", "logging")
+    )
+    access_log_format: str | None = field(
+        default=None,
+        metadata=_opt(
+            "Access log line of gunicorn-style atoms, such as h r s B M outcome "
+            "(docs/configuration.md lists them; default: caboose's own line).",
+            "logging",
+        ),
+    )
+    log_format: str = field(
+        default="text",
+        metadata=_opt(
+            "text, or json: one JSON object per line (error and access log).",
+            "logging",
+            choices=LOG_FORMATS,
+        ),
+    )
+    log_config: str | None = field(
+        default=None,
+        metadata=_opt(
+            "Logging configuration file: .json or .yaml/.yml (dictConfig), else INI (fileConfig).",
+            "logging",
+        ),
+    )
+    use_colors: bool | None = field(
+        default=None,
+        metadata=_opt("Colour the level names (default: when stderr is a terminal).", "logging"),
+    )
+    configure_logging: bool = field(
+        default=True,
+        metadata=_opt(
+            "Set up logging; --no-configure-logging leaves the logging module alone.", "logging"
+        ),
+    )
     root_path: str = field(
         default="", metadata=_opt("ASGI root_path for apps mounted below a path.", "app")
     )
@@ -309,6 +353,16 @@ class Config:
             "reload",
         ),
     )
+    metrics_port: int | None = field(
+        default=None,
+        metadata=_opt(
+            "Serve Prometheus metrics at /metrics on this port (needs caboose[metrics]).",
+            "metrics",
+        ),
+    )
+    metrics_host: str = field(
+        default="127.0.0.1", metadata=_opt("Bind the metrics endpoint to this host.", "metrics")
+    )
     server_header: bool = field(default=True, metadata=_opt("Send a Server header."))
     date_header: bool = field(default=True, metadata=_opt("Send a Date header."))
     headers: tuple[str, ...] = field(
@@ -363,8 +417,7 @@ class Config:
             raise ConfigError(f"--loop must be one of {', '.join(LOOPS)}")
         if self.lifespan not in LIFESPANS:
             raise ConfigError(f"--lifespan must be one of {', '.join(LIFESPANS)}")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+        self._check_logging()
         if self.ws not in WS_IMPLEMENTATIONS:
             raise ConfigError(f"--ws must be one of {', '.join(WS_IMPLEMENTATIONS)}")
         for name in ("ws_max_size", "ws_max_queue"):
@@ -379,6 +432,37 @@ class Config:
         self._check_workers()
         self._check_http2()
         self._check_reload()
+        self._check_metrics()
+
+    def _check_logging(self) -> None:
+        if self.log_level is not None and self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"--log-format must be one of {', '.join(LOG_FORMATS)}")
+        if self.access_log_format is not None:
+            from caboose.transport.access import check_format  # the atoms live with the log
+
+            try:
+                check_format(self.access_log_format)
+            except ValueError as exc:
+                raise ConfigError(f"--access-log-format: {exc}") from None
+
+    def _check_metrics(self) -> None:
+        if self.metrics_port is None:
+            return
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(
+                f"--metrics-port must be between 0 and 65535, not {self.metrics_port}"
+            )
+        same_host = self.metrics_host == self.host and self.uds is None and self.fd is None
+        if self.metrics_port == self.port != 0 and same_host:
+            raise ConfigError("--metrics-port must differ from --port")
+        try:
+            importlib.import_module("prometheus_client")
+        except ImportError:
+            raise ConfigError(
+                "--metrics-port needs prometheus_client: pip install 'caboose[metrics]'"
+            ) from None
 
     def _check_workers(self) -> None:
         if self.workers < 1:

@@ -20,7 +20,11 @@ from caboose.asgi.lifespan import Lifespan, LifespanFailure
 from caboose.config import Config
 from caboose.errors import AppLoadError, ConfigError
 from caboose.importer import import_app, load_app
+from caboose.logs import configure
+from caboose.metrics import Exporter, loop_reader
+from caboose.transport.access import Ended, Logged, access_log
 from caboose.transport.listen import bind, describe
+from caboose.transport.metrics import Metrics
 from caboose.transport.negotiate import Negotiator
 from caboose.transport.state import ServerState
 from caboose.transport.tls import server_context
@@ -40,16 +44,21 @@ class Server:
         on_ready: Callable[[], None] | None = None,
         quiet_listen: bool = False,
         handle_signals: bool = True,
+        export_metrics: bool = True,
     ) -> None:
         """``sockets``: already listening (a supervisor's workers share them); else bound
         from ``config`` when serving starts. ``on_ready`` is called once serving.
-        ``handle_signals=False``: the owner installs its own (``run_worker``)."""
+        ``handle_signals=False``: the owner installs its own (``run_worker``).
+        ``export_metrics``: serve --metrics-port here (a worker's supervisor does instead)."""
         self.config = config
         self.app_source = app
         self.started = threading.Event()
         self.on_ready = on_ready
         self.quiet_listen = quiet_listen
         self.handle_signals = handle_signals
+        self.export_metrics = export_metrics
+        self.state: ServerState | None = None  # once serving
+        self.metrics_port: int | None = None  # the bound --metrics-port (it may be 0)
         self.forced = False  # a second signal: stop at once
         self.inherited = sockets or []
         self.sockets: list[socket.socket] = []
@@ -103,6 +112,10 @@ class Server:
         app = load_app(self.app_source, factory=config.factory, app_dir=config.app_dir)
         ssl_context = server_context(config)
         state = ServerState(config=config, app=app, trusted_proxies=config.trusted_proxies())
+        if config.metrics_port is not None:
+            state.metrics = Metrics()
+        state.ended = observe_exchanges(config, state.metrics)
+        self.state = state
         if config.limit_max_requests is not None:
             jitter = random.randint(0, config.limit_max_requests_jitter)
             state.requests_left = config.limit_max_requests + jitter
@@ -123,8 +136,11 @@ class Server:
     async def _run(self, state: ServerState, ssl_context: Any) -> None:
         assert self._loop is not None and self._exit is not None
         clock = self._loop.create_task(self._refresh_headers(state))
+        exporter = None
         try:
             await self._listen(state, ssl_context)
+            if state.metrics is not None and self.export_metrics:
+                exporter = self._export(state)
             # Everything alive now (the app, its imports, our tables) lives as long as the
             # server: move it out of the collector's sight, so the full collections that
             # request churn triggers scan only young objects instead of the whole heap.
@@ -139,6 +155,17 @@ class Server:
             clock.cancel()
             for server in self._servers:
                 server.close()
+            if exporter is not None:
+                exporter.stop()
+
+    def _export(self, state: ServerState) -> Exporter:
+        assert state.metrics is not None and self._loop is not None
+        config = self.config
+        assert config.metrics_port is not None
+        read = loop_reader(state.metrics, state.connections, self._loop)
+        exporter = Exporter(config.metrics_host, config.metrics_port, read)
+        self.metrics_port = exporter.port
+        return exporter
 
     async def _listen(self, state: ServerState, ssl_context: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -298,21 +325,38 @@ async def _serve_beating(
         heart.cancel()
 
 
+def observe_exchanges(config: Config, metrics: Metrics | None) -> Ended | None:
+    """What runs as each exchange ends: the access log, the metrics, both, or nothing (then
+    the drivers skip the call altogether)."""
+    log = access_log(config.access_log_format) if config.access_log else None
+    count = metrics.ended if metrics is not None else None
+    if log is None or count is None:
+        return log or count
+
+    def both(stream: Logged, outcome: str) -> None:
+        log(stream, outcome)
+        count(stream, outcome)
+
+    return both
+
+
 async def serve(app: Any, config: Config) -> None:
-    """Serve ``app`` (an ASGI callable or "module:attr") until asked to stop."""
+    """Serve ``app`` (an ASGI callable or "module:attr") until asked to stop. Logging is set
+    up as the command line does (``caboose.logs.configure``) unless
+    ``config.configure_logging`` is false."""
+    configure(config)
     await Server(app, config).serve()
 
 
 def run(app: Any, **options: Any) -> None:
-    """Blocking entry point: ``caboose.run(app, host=..., port=...)``."""
-    from caboose.logs import configure
-
+    """Blocking entry point: ``caboose.run(app, host=..., port=...)``, with the options of
+    the command line; logging is set up as there unless ``configure_logging=False``."""
     config = Config.from_options(**options)
     if config.env_file is not None:  # before the app is imported: it may read them
         from caboose import envfile
 
         envfile.load(config.env_file)
-    configure(config.log_level, access_log=config.access_log)
+    configure(config)
     if not config.reload and (
         config.reload_dirs or config.reload_includes or config.reload_excludes
     ):

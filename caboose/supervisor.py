@@ -47,6 +47,7 @@ from typing import Any
 
 from caboose import __version__
 from caboose.config import Config
+from caboose.metrics import Exporter, WorkerTotals
 from caboose.reload import Watcher
 from caboose.transport.listen import bind, describe
 
@@ -70,6 +71,10 @@ class Worker:
     retiring: float | None = None  # when it was told to stop
     failure: str | None = None  # why it could not start, as it reported
 
+    @property
+    def pid(self) -> int:
+        return self.process.pid or 0
+
 
 @dataclass
 class Supervisor:
@@ -84,6 +89,7 @@ class Supervisor:
     next_start: float = 0.0  # no new worker before this time (crash back-off)
     started: bool = False  # a worker has been ready: the app can start
     waiting: bool = False  # --reload: the code cannot serve; no worker until it changes
+    totals: WorkerTotals = field(default_factory=WorkerTotals)  # --metrics-port
 
     def run(self) -> int:
         config = self.config
@@ -91,6 +97,7 @@ class Supervisor:
         watcher = Watcher(config, self.changed) if config.reload else None
         sockets = bind(config)
         self.sockets = sockets
+        exporter = None
         self.context = multiprocessing.get_context("spawn")
         wake_read, wake_write = socket.socketpair()
         wake_read.setblocking(False)
@@ -99,6 +106,8 @@ class Supervisor:
         previous = signal.set_wakeup_fd(wake_write.fileno())
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in _HANDLED}
         try:
+            if config.metrics_port is not None:
+                exporter = Exporter(config.metrics_host, config.metrics_port, self.totals.read)
             if watcher is not None:
                 watcher.start()
             self._announce(watcher is not None)
@@ -115,6 +124,8 @@ class Supervisor:
                 signal.signal(sig, handler)
             wake_read.close()
             wake_write.close()
+            if exporter is not None:
+                exporter.stop()
             for sock in sockets:
                 sock.close()
             if config.uds is not None:
@@ -260,12 +271,18 @@ class Supervisor:
                 worker.last_beat = now
                 if isinstance(message, tuple) and message[0] == "failed":
                     worker.failure = message[1]
+                elif isinstance(message, tuple):  # ("metrics", snapshot), with each beat
+                    self.totals.report(worker.pid, message[1])
                 elif message == "ready" and not worker.ready:
                     worker.ready = True
                     logger.info("Worker [%s] serving", worker.process.pid)
                     if not self.started:
                         self._started()
                     self._ready(worker)
+                    self._count_workers()
+
+    def _count_workers(self) -> None:
+        self.totals.workers = sum(1 for w in self.workers if w.ready and w.retiring is None)
 
     def _started(self) -> None:
         """The first worker serves: the app starts, so say where it is served."""
@@ -282,6 +299,8 @@ class Supervisor:
     def _exited(self, worker: Worker) -> None:
         self.workers.remove(worker)
         worker.pipe.close()
+        self.totals.retire(worker.pid)
+        self._count_workers()
         code = worker.process.exitcode
         assert code is not None
         if worker.retiring is not None or self.stopping:
@@ -378,7 +397,7 @@ def worker_main(app: str, config: Config, sockets: list[socket.socket], pipe: Co
     # (systemd's KillMode=control-group, `kill -- -PGID`): both mean "drain". Only the
     # supervisor's SIGQUIT means "now".
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    configure(config.log_level, access_log=config.access_log)
+    configure(config)  # as the supervisor did: spawned workers inherit no logging set-up
     logger.info("Booting worker [%d]", os.getpid())
     server = Server(
         app,
@@ -387,16 +406,30 @@ def worker_main(app: str, config: Config, sockets: list[socket.socket], pipe: Co
         on_ready=lambda: pipe.send("ready"),
         quiet_listen=True,
         handle_signals=False,
+        export_metrics=False,  # the supervisor serves the sum of its workers'
     )
+
+    def report() -> None:
+        """What this worker counted, for the supervisor's /metrics (--metrics-port)."""
+        state = server.state
+        if state is not None and state.metrics is not None:
+            pipe.send(("metrics", state.metrics.snapshot(list(state.connections))))
+
+    def beat() -> None:
+        pipe.send("beat")
+        report()
+
     run_worker(
         server,
         signals={signal.SIGTERM: server.request_exit, signal.SIGQUIT: server.stop_now},
-        beat=lambda: pipe.send("beat"),
+        beat=beat,
         interval=HEARTBEAT,
         load_error=EXIT_ERROR,
         startup_error=EXIT_STARTUP_FAILED,
         report=lambda message: _tell(pipe, ("failed", message)),
     )
+    with contextlib.suppress(OSError):
+        report()  # the last numbers, up to its final exchange
 
 
 def _tell(pipe: Connection, message: object) -> bool:

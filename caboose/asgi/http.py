@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from enum import Enum
+from time import monotonic
 from typing import Any, Protocol
 
 from caboose.asgi.files import file_chunks, file_size
@@ -103,7 +104,10 @@ class HTTPStream:
         "_trailers_expected",
         "_waiter",
         "outcome",
+        "response_headers",
         "scope",
+        "sent",
+        "started",
         "state",
         "status",
         "stream_id",
@@ -141,6 +145,11 @@ class HTTPStream:
         self.task: asyncio.Task[None] | None = None
         # How the exchange ended when it did not simply complete (the access log says so).
         self.outcome = ""
+        # What the access log and the metrics read: one clock reading when the request
+        # arrived, the body bytes handed to the protocol, the fields the app answered with.
+        self.started = monotonic()
+        self.sent = 0
+        self.response_headers: Iterable[Any] = ()
 
     # -- the protocol feeds the request in --------------------------------------------------
 
@@ -251,7 +260,8 @@ class HTTPStream:
         status = int(message["status"])
         self.status = status
         self._trailers_expected = bool(message.get("trailers", False))
-        self._head = (status, message.get("headers", ()))
+        headers = self.response_headers = message.get("headers", ())
+        self._head = (status, headers)
         self.state = ResponseState.HEAD
 
     def _send_body(self, message: Message) -> None:
@@ -259,6 +269,7 @@ class HTTPStream:
         if state is not ResponseState.BODY and state is not ResponseState.HEAD:
             raise RuntimeError(self._misplaced("http.response.body"))
         body = message.get("body", b"")
+        self.sent += len(body)
         more = message.get("more_body", False)
         ends_stream = not more and not self._trailers_expected
         if state is ResponseState.HEAD:
@@ -323,6 +334,7 @@ class HTTPStream:
         async for chunk in file_chunks(path):
             if self._disconnected:
                 return
+            self.sent += len(chunk)
             self._sink.send_data(self.stream_id, chunk, end_stream=False)
             await self._sink.writable(self.stream_id)
         if self._disconnected:
@@ -388,4 +400,6 @@ class HTTPStream:
         self.status = status
         self.state = ResponseState.DONE
         self.outcome = "app error"
+        self.sent = len(body)
+        self.response_headers = headers
         self._sink.send_response(self.stream_id, status, headers, body)

@@ -16,6 +16,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Iterable
 from enum import Enum
+from time import monotonic
 from typing import Any, Protocol
 
 from caboose.asgi.http import ASGIApp, Message, Scope, wake
@@ -88,6 +89,12 @@ class WSStream:
         self.scope = scope
         self.state = WSState.CONNECTING
         self.status = 101  # the access log's status: 101/200 accepted, or the denial's
+        # What the access log and the metrics read (as of HTTPStream): the carrier sets the
+        # stream id and counts the bytes it writes after the acceptance (frames) or of a denial.
+        self.stream_id = 0
+        self.started = monotonic()
+        self.sent = 0
+        self.response_headers: Headers = []
         self._connect_delivered = False
         self._messages: deque[bytes | str] = deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -145,7 +152,7 @@ class WSStream:
             await self._sink.writable()
         elif kind == "websocket.accept" and state is WSState.CONNECTING:
             self.state = WSState.CONNECTED
-            headers = _fields(message.get("headers", ()))
+            headers = self.response_headers = _fields(message.get("headers", ()))
             self._sink.accept(message.get("subprotocol"), headers)
         elif kind == "websocket.close" and state is WSState.CONNECTING:
             self._deny_plain(403)  # ASGI: a close before the accept is a 403
@@ -156,7 +163,8 @@ class WSStream:
         elif kind == "websocket.http.response.start" and state is WSState.CONNECTING:
             self.state = WSState.DENYING
             self.status = int(message["status"])
-            self._sink.deny(self.status, _fields(message.get("headers", ())))
+            self.response_headers = _fields(message.get("headers", ()))
+            self._sink.deny(self.status, self.response_headers)
         elif kind == "websocket.http.response.body" and state is WSState.DENYING:
             more = bool(message.get("more_body", False))
             if not more:
@@ -178,7 +186,8 @@ class WSStream:
         self.state = WSState.CLOSED
         self.status = status
         headers = [(b"content-type", b"text/plain; charset=utf-8")] if body else []
-        self._sink.deny(status, [*headers, (b"content-length", b"%d" % len(body))])
+        self.response_headers = [*headers, (b"content-length", b"%d" % len(body))]
+        self._sink.deny(status, self.response_headers)
         self._sink.deny_body(body, more=False)
 
     # -- running the application -----------------------------------------------------------

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
-from typing import Any, Protocol
+from typing import Any
 
-from caboose.asgi.http import HTTPStream, Scope, StreamSink
+from caboose.asgi.http import HTTPStream, StreamSink
 from caboose.asgi.proxy import apply_proxy_headers, is_trusted
 from caboose.asgi.scope import ScopeBuilder
 from caboose.core.events import RequestReceived
 from caboose.transport.state import ServerState
-
-access_logger = logging.getLogger("caboose.access")
 
 
 def _address(info: Any) -> tuple[str, int] | None:
@@ -103,34 +100,4 @@ def open_stream(
         body_complete=event.end_stream,
         accepts_trailers=event.accepts_trailers,
         expect_continue=event.expect_continue,
-    )
-
-
-class Logged(Protocol):
-    """What the access log reads of an exchange (HTTP or WebSocket)."""
-
-    @property
-    def scope(self) -> Scope: ...
-
-    @property
-    def status(self) -> int: ...
-
-
-def log_access(stream: Logged, outcome: str) -> None:
-    """One line per exchange: who, what, the status (``-`` if none was sent), how it ended
-    (completed, client disconnected, reset, app error, refused, write timeout)."""
-    scope = stream.scope
-    client = scope["client"]
-    peer = f"{client[0]}:{client[1]}" if client else "-"
-    target = scope["raw_path"].decode("latin-1")
-    if scope["query_string"]:
-        target += "?" + scope["query_string"].decode("latin-1")
-    access_logger.info(
-        '%s - "%s %s HTTP/%s" %s %s',
-        peer,
-        scope.get("method", "WEBSOCKET"),
-        target,
-        scope["http_version"],
-        stream.status or "-",
-        outcome,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import typing
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any
 
 from caboose.asgi.http import ASGIApp, Scope
@@ -29,7 +29,7 @@ from caboose.core.events import (
     TrailersReceived,
     WindowOpened,
 )
-from caboose.transport.connection import ConnectionInfo, log_access, open_stream
+from caboose.transport.connection import ConnectionInfo, open_stream
 from caboose.transport.flow import GatedProtocol, close_lingering
 from caboose.transport.state import ServerState
 from caboose.transport.tasks import task_starter
@@ -75,10 +75,17 @@ class Exchange(typing.Protocol):
     stream_id: int
     status: int
     outcome: str
+    sent: int
     task: asyncio.Task[None] | None
 
     @property
     def scope(self) -> Scope: ...
+
+    @property
+    def started(self) -> float: ...
+
+    @property
+    def response_headers(self) -> Iterable[Any]: ...
 
     def run(self, app: ASGIApp) -> Coroutine[Any, Any, None]: ...
 
@@ -106,6 +113,7 @@ class Driver(GatedProtocol):
 
     core: ServerCore
     info: ConnectionInfo
+    protocol = ""  # what the metrics call it: HTTP/1.1, HTTP/2
 
     def __init__(self, state: ServerState) -> None:
         super().__init__()
@@ -123,6 +131,8 @@ class Driver(GatedProtocol):
         self.transport = typing.cast(asyncio.Transport, transport)
         self.info = ConnectionInfo(transport, self.state)
         self.state.connections.add(self)
+        if self.state.metrics is not None:
+            self.state.metrics.connection_opened(self.protocol)
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:
@@ -182,6 +192,7 @@ class Driver(GatedProtocol):
         if state.over_capacity():
             stream.status = 503
             stream.outcome = "refused"
+            stream.sent = len(_BUSY_BODY)
             stream.disconnect()
             self.send_response(stream.stream_id, 503, _BUSY_HEADERS, _BUSY_BODY)
             return
@@ -209,15 +220,17 @@ class Driver(GatedProtocol):
     def response_done(self, stream: Exchange) -> None:
         """The response's last byte is handed to the core."""
         self.streams.pop(stream.stream_id, None)
-        if self.state.config.access_log:
-            log_access(stream, stream.outcome or "completed")
+        ended = self.state.ended
+        if ended is not None:
+            ended(stream, stream.outcome or "completed")
         self.after_response()
 
     def log_unfinished(self, stream: Exchange, outcome: str) -> None:
         """An exchange that ended before its response reached the core: logged once, with
         how it ended (its own outcome, such as an app error, when it has one)."""
-        if self.state.config.access_log:
-            log_access(stream, stream.outcome or outcome)
+        ended = self.state.ended
+        if ended is not None:
+            ended(stream, stream.outcome or outcome)
 
     def close(self) -> None:
         """Close lingering (flow.close_lingering): input that arrives meanwhile is dropped."""

@@ -31,6 +31,7 @@ class H1Driver(Driver):
     """One HTTP/1.1 connection."""
 
     core: H1Connection
+    protocol = "HTTP/1.1"
 
     def __init__(
         self, state: ServerState, upgrades: Mapping[bytes, UpgradeHandler] | None = None

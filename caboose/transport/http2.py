@@ -68,6 +68,7 @@ class H2Driver(Driver):
     """One HTTP/2 connection (server role), from the client preface to GOAWAY."""
 
     core: H2Connection
+    protocol = "HTTP/2"
 
     def __init__(
         self, state: ServerState, upgrade: tuple[bytes, RequestReceived] | None = None
@@ -118,6 +119,8 @@ class H2Driver(Driver):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         super().connection_lost(exc)
+        if self.state.metrics is not None:
+            self.state.metrics.h2_closed(self.core)
         for stream_id in list(self.held):
             self._drop_held(stream_id)
 

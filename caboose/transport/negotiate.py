@@ -33,6 +33,8 @@ from caboose.transport.websocket import H1WebSocket
 class Negotiator(asyncio.Protocol):
     """A connection's first protocol: it picks the driver, then steps aside."""
 
+    protocol = "negotiating"  # what the metrics call a connection that has not chosen yet
+
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.transport: asyncio.Transport | None = None

@@ -11,6 +11,8 @@ from typing import Any
 from caboose.asgi.http import ASGIApp
 from caboose.config import Config
 from caboose.core.events import Headers
+from caboose.transport.access import Ended
+from caboose.transport.metrics import Metrics
 
 
 @dataclass
@@ -25,6 +27,9 @@ class ServerState:
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None = None
     requests_left: int | None = None  # --limit-max-requests (with its jitter), counting down
     exhausted: Callable[[], None] | None = None  # called when requests_left reaches 0
+    metrics: Metrics | None = None  # --metrics-port
+    # Called once as each exchange ends (the access log, the metrics); None: nobody listens.
+    ended: Ended | None = None
 
     def count_request(self) -> None:
         left = self.requests_left

@@ -43,7 +43,7 @@ from caboose.core.ws import (
 )
 from caboose.core.ws_handshake import Offer, acceptance
 from caboose.errors import ErrorCode, LocalProtocolError
-from caboose.transport.connection import ConnectionInfo, log_access
+from caboose.transport.connection import ConnectionInfo
 from caboose.transport.flow import READY, GatedProtocol, close_lingering
 from caboose.transport.state import ServerState
 
@@ -108,6 +108,8 @@ class WSSession:
         self.ping_timer: asyncio.TimerHandle | None = None
         self.ping_sent: float | None = None  # when the unanswered keep-alive ping went out
         self.outcome = ""
+        if state.metrics is not None:
+            state.metrics.websocket_started(scope["http_version"])
 
     # -- hooks of the carrier ------------------------------------------------------------------
 
@@ -196,6 +198,7 @@ class WSSession:
     def deny_body(self, body: bytes, *, more: bool) -> None:
         if not more:
             self.outcome = "denied"
+        self.stream.sent += len(body)
         self.send_denial_body(body, end=not more)
 
     def send_message(self, data: bytes | str) -> None:
@@ -233,6 +236,7 @@ class WSSession:
             return
         data = ws.data_to_send()
         if data:
+            self.stream.sent += len(data)  # frames, as written (compressed, with their heads)
             self.write(data)
         if ws.ended:
             self.end()
@@ -280,6 +284,8 @@ class WSSession:
 class H1WebSocket(WSSession, GatedProtocol):
     """A WebSocket over HTTP/1.1: the connection's protocol from the handshake on."""
 
+    protocol = "HTTP/1.1"  # what the metrics call its connection
+
     def __init__(
         self,
         state: ServerState,
@@ -291,7 +297,7 @@ class H1WebSocket(WSSession, GatedProtocol):
         WSSession.__init__(self, state, websocket_scope(info, state, event, offer), offer)
         GatedProtocol.__init__(self)
         self.core = core  # the HTTP/1.1 core, for the 101 or the denial
-        self.stream_id = event.stream_id
+        self.stream_id = self.stream.stream_id = event.stream_id
         self.transport: asyncio.Transport | None = None
         self.output: list[bytes] = []  # written once per event-loop turn (one syscall)
         self.output_size = 0
@@ -390,10 +396,11 @@ class H1WebSocket(WSSession, GatedProtocol):
         return self.write_gate.wait() if self.write_gate.paused else READY
 
     def _log(self, outcome: str) -> None:
-        if self.logged or not self.state.config.access_log:
+        ended = self.state.ended
+        if self.logged or ended is None:
             return
         self.logged = True
-        log_access(self.stream, self.outcome or outcome)
+        ended(self.stream, self.outcome or outcome)
 
 
 class H2WebSocket(WSSession):
@@ -405,7 +412,7 @@ class H2WebSocket(WSSession):
         state = driver.state
         super().__init__(state, websocket_scope(info, state, event, offer), offer)
         self.driver = driver
-        self.stream_id = event.stream_id
+        self.stream_id = self.stream.stream_id = event.stream_id
         self.uncredited = 0  # DATA received while input is paused, credited on resume
         self.finished = False  # our END_STREAM (or RST_STREAM) is out
 
@@ -422,6 +429,22 @@ class H2WebSocket(WSSession):
     @status.setter
     def status(self, value: int) -> None:
         self.stream.status = value
+
+    @property
+    def sent(self) -> int:
+        return self.stream.sent
+
+    @sent.setter
+    def sent(self, value: int) -> None:
+        self.stream.sent = value
+
+    @property
+    def started(self) -> float:
+        return self.stream.started
+
+    @property
+    def response_headers(self) -> Headers:
+        return self.stream.response_headers
 
     @property
     def task(self) -> asyncio.Task[None] | None:

@@ -232,8 +232,9 @@ def test_http11_and_h2c_with_trailers_and_the_access_log(tmp_path: Path) -> None
         assert h2c.returncode == 0, h2c.stderr
         assert curl_fields(h2c.stderr)[0] == "HTTP/2 200" and h2c.stdout == b"payload"
         assert trailer_after_body(h2c.stderr), h2c.stderr
-        assert until(lambda: '"GET /trailers HTTP/2" 200 completed' in server.log())
-        assert '"GET / HTTP/1.1" 200 completed' in server.log()
+        h2_line = r'"GET /trailers HTTP/2" 200 \d+B [\d.]+ms stream=1 completed'
+        assert until(lambda: re.search(h2_line, server.log()) is not None), server.log()
+        assert re.search(r'"GET / HTTP/1.1" 200 \d+B [\d.]+ms completed', server.log())
 
 
 def test_tls_from_gunicorns_certfile_negotiates_h2_by_alpn(

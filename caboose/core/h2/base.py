@@ -61,6 +61,23 @@ class PendingBlock:
         self.data = bytearray(fragment)
 
 
+class FrameTally:
+    """RST_STREAM and GOAWAY frames sent and received, by error code: plain counts a metrics
+    exporter may read (these frames are rare, so counting them costs the requests nothing)."""
+
+    __slots__ = ("goaways_received", "goaways_sent", "resets_received", "resets_sent")
+
+    def __init__(self) -> None:
+        self.resets_sent: dict[int, int] = {}
+        self.resets_received: dict[int, int] = {}
+        self.goaways_sent: dict[int, int] = {}
+        self.goaways_received: dict[int, int] = {}
+
+
+def count(tally: dict[int, int], code: int) -> None:
+    tally[code] = tally.get(code, 0) + 1
+
+
 class ConnectionBase:
     """Settings, windows, streams, output buffer, and the §5.4 error handling."""
 
@@ -107,6 +124,7 @@ class ConnectionBase:
         self._block: PendingBlock | None = None  # a header block awaiting CONTINUATION
         self.goaway_sent: int | None = None  # the last-stream-id we announced
         self.goaway_received: int | None = None
+        self.tally = FrameTally()
         self._initiated = False
 
     # -- status ----------------------------------------------------------------------------
@@ -194,6 +212,7 @@ class ConnectionBase:
         """§5.4.1: queue GOAWAY naming the last stream we processed, then close."""
         last = self._goaway_last_id()
         fr.write_goaway(self._out, last, code, reason.encode("utf-8", "replace")[:256])
+        count(self.tally.goaways_sent, code)
         self.goaway_sent = last
         self.state = ConnectionState.CLOSED
         return ConnectionTerminated(code, reason)
@@ -202,6 +221,7 @@ class ConnectionBase:
         """§5.4.2: RST_STREAM, and tell the application if it knew the stream."""
         self.flood.reset()
         fr.write_rst_stream(self._out, stream_id, code)
+        count(self.tally.resets_sent, code)
         stream = self._streams.get(stream_id)
         if stream is None:
             if not self._is_idle(stream_id):

@@ -33,6 +33,7 @@ from .base import (
     SERVER_DEFAULTS,
     ConnectionState,
     S,
+    count,
 )
 from .limits import FloodGuard
 from .receive import Receiver
@@ -142,6 +143,7 @@ class H2Connection(Receiver):
         if self.goaway_sent is not None and last > self.goaway_sent:
             raise LocalProtocolError("a later GOAWAY cannot raise the last stream id (§6.8)")
         fr.write_goaway(self._out, last, error_code, debug)
+        count(self.tally.goaways_sent, error_code)
         self.goaway_sent = last
         if error_code != ErrorCode.NO_ERROR:
             self.state = ConnectionState.CLOSED
@@ -319,6 +321,7 @@ class H2Connection(Receiver):
                 raise LocalProtocolError(f"stream {stream_id} is idle: nothing to reset (§5.1)")
             return
         fr.write_rst_stream(self._out, stream_id, error_code)
+        count(self.tally.resets_sent, error_code)
         stream.advance(StreamInput.SEND_RST)
         self._retire(stream, ClosedStreams.RESET_SENT)
 

@@ -26,7 +26,7 @@ from caboose.core.events import (
 from caboose.errors import ErrorCode, RemoteProtocolError
 
 from . import frames as fr
-from .base import ConnectionBase, ConnectionState, PendingBlock, S, connection_error
+from .base import ConnectionBase, ConnectionState, PendingBlock, S, connection_error, count
 from .hpack import HeaderListTooLarge
 from .settings import UNLIMITED
 from .stream import (
@@ -240,6 +240,7 @@ class Receiver(ConnectionBase):
             return
         if len(self._streams) >= self._max_peer_streams:
             fr.write_rst_stream(self._out, stream_id, ErrorCode.REFUSED_STREAM)  # §5.1.2
+            count(self.tally.resets_sent, ErrorCode.REFUSED_STREAM)
             self._closed.add(stream_id, _RESET_SENT)
             return
         if head is None:
@@ -299,6 +300,7 @@ class Receiver(ConnectionBase):
         if not flags & _END_STREAM:
             # §8.1: a complete response may precede the request's end; stop its upload.
             fr.write_rst_stream(out, stream_id, ErrorCode.NO_ERROR)
+            count(self.tally.resets_sent, ErrorCode.NO_ERROR)
         self._closed.add(stream_id, _RESET_SENT)
 
     def _on_stream_headers(
@@ -393,6 +395,7 @@ class Receiver(ConnectionBase):
 
     def _on_goaway(self, flags: int, stream_id: int, payload: memoryview) -> None:
         last, code, debug = fr.parse_goaway(stream_id, payload)
+        count(self.tally.goaways_received, code)
         previous = self.goaway_received
         self.goaway_received = last if previous is None else min(previous, last)
         self._events.append(GoAwayReceived(last, code, debug))
@@ -427,6 +430,7 @@ class Receiver(ConnectionBase):
 
     def _on_rst_stream(self, flags: int, stream_id: int, payload: memoryview) -> None:
         code = fr.parse_rst_stream(stream_id, payload)
+        count(self.tally.resets_received, code)
         stream = self._streams.get(stream_id)
         if stream is None:
             if self._is_idle(stream_id):
