@@ -49,7 +49,6 @@ SAME_MEANING = {
 IGNORED = {
     "threads": "one event loop serves each worker's requests",
     "worker_connections": "not a limit here; CABOOSE_LIMIT_CONCURRENCY answers 503 above one",
-    "access_log_format": "caboose writes its own access line",
     "secure_scheme_headers": "caboose reads X-Forwarded-Proto from --forwarded-allow-ips",
     "http_protocols": "caboose serves HTTP/1.1 and HTTP/2 (CABOOSE_HTTP2=off: HTTP/1.1 only)",
     "http2_initial_window_size": "set CABOOSE_HTTP2_STREAM_WINDOW instead",
@@ -102,6 +101,8 @@ def gunicorn_options(cfg: Any) -> dict[str, Any]:
         )
         if cfg.ciphers:
             options["ssl_ciphers"] = cfg.ciphers
+    if _changed(cfg, "access_log_format"):  # the same atoms (docs/configuration.md, Logging)
+        options["access_log_format"] = cfg.access_log_format
     for setting, option in SAME_MEANING.items():
         if setting in cfg.settings:
             options[option] = cfg.settings[setting].get()

@@ -162,3 +162,10 @@ def test_every_setting_read_or_ignored_is_in_the_docs() -> None:
         cli = settings[name].cli
         shown = cli[-1] if cli else name  # secure_scheme_headers has no flag
         assert f"`{shown}" in text or f"{shown}`" in text, shown
+
+
+def test_gunicorns_access_log_format_becomes_ours() -> None:
+    gunicorn_default = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+    assert worker_config(gunicorn_cfg(), None).access_log_format is None  # unchanged: ours
+    config = worker_config(gunicorn_cfg(access_log_format=gunicorn_default + " %(D)s"), None)
+    assert config.access_log_format == gunicorn_default + " %(D)s"
