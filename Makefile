@@ -37,7 +37,7 @@ lint: $(STAMP)
 # constructor recursion depth mismatch" and a failing test shows as INTERNALERROR. Without
 # caret ranges the server threads never parse.
 test: $(STAMP) tools lint
-	PYTHONNODEBUGRANGES=1 $(BIN)/pytest
+	PYTHONNODEBUGRANGES=1 $(BIN)/pytest --durations=15
 
 # The Autobahn|Testsuite fuzzing client, every case group but 9 (performance), against a
 # WebSocket echo endpoint (scripts/autobahn.py; it installs the suite for Python 2.7).
