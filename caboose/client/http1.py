@@ -28,6 +28,17 @@ def _wants_close(headers: Headers, http_version: str) -> bool:
     return b"close" in tokens
 
 
+def _with_te_option(headers: Headers) -> Headers:
+    """RFC 9110 §10.1.4: TE is hop-by-hop, so its sender also names it in Connection."""
+    if not any(name == b"te" for name, _ in headers):
+        return headers
+    options = [value for name, value in headers if name == b"connection"]
+    if any(b"te" in (token.strip().lower() for token in value.split(b",")) for value in options):
+        return headers
+    fields = [field for field in headers if field[0] != b"connection"]
+    return [*fields, (b"connection", b", ".join([*options, b"te"]))]
+
+
 class H1ClientDriver(ClientDriver):
     http_version = "HTTP/1.1"
 
@@ -55,7 +66,7 @@ class H1ClientDriver(ClientDriver):
     async def start(self, request: Request) -> ClientStream:
         if not self.usable or self.h1.state is not ConnectionState.OPEN:
             raise Unavailable
-        headers = [(b"host", request.authority), *request.headers]
+        headers = [(b"host", request.authority), *_with_te_option(request.headers)]
         stream_id = self.h1.send_request(
             request.method, request.target, headers, end_stream=request.end_stream
         )
