@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian tools the test suite drives, when they are missing: curl, nghttp and
-# h2load (nghttp2-client), nginx (the gRPC reverse proxy of tests/grpc), and Chromium with
+# h2load (nghttp2-client), nghttpd (nghttp2-server: the client tests), nginx (the gRPC reverse proxy of tests/grpc), and Chromium with
 # its WebDriver (the browser test of WebSocket over HTTP/2), and ss (iproute2).
 #
 # Installing nginx must not start Debian's own nginx service (it would listen on port 80 of
@@ -9,7 +9,7 @@
 set -euo pipefail
 
 declare -A package_of=(
-    [curl]=curl [nghttp]=nghttp2-client [h2load]=nghttp2-client [nginx]=nginx
+    [curl]=curl [nghttp]=nghttp2-client [h2load]=nghttp2-client [nghttpd]=nghttp2-server [nginx]=nginx
     [chromium]=chromium [chromedriver]=chromium-driver [ss]=iproute2
 )
 missing=()

@@ -22,7 +22,6 @@ from caboose.client.errors import (
     CloseReason,
     ConnectionLost,
     InvalidHostname,
-    PoolTimeout,
 )
 from caboose.client.pool import Pool
 from caboose.client.response import Response
@@ -35,8 +34,8 @@ HeaderInput = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
 Content = bytes | bytearray | memoryview | str | AsyncIterable[bytes]
 
 _UNSET: object = object()
-# RFC 3986 §3.2.2 reg-name, as DNS allows it: letters, digits, hyphens and dots.
-_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.?")
+# A DNS label (RFC 1123 §2.1), underscores allowed: container and service names use them.
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 @dataclass(slots=True, frozen=True)
@@ -94,20 +93,30 @@ def _origin(url: str) -> tuple[Origin, bytes]:
         raise InvalidURL(f"{url!r}: no host")
     if parts.netloc.endswith(":"):
         raise InvalidURL(f"{url!r}: empty port")
-    _check_host(host)
+    host = _check_host(host)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     port = port if port is not None else (443 if scheme == "https" else 80)
-    return Origin(scheme, host, port), target.encode("ascii", "strict")
+    try:
+        return Origin(scheme, host, port), target.encode("ascii")
+    except UnicodeError:
+        raise InvalidURL(f"{url!r}: the path must be percent-encoded ASCII") from None
 
 
-def _check_host(host: str) -> None:
+def _check_host(host: str) -> str:
+    """The host as it goes on the wire (IDNA for a non-ASCII name), or InvalidHostname."""
     try:
         ipaddress.ip_address(host)
-        return
+        return host
     except ValueError:
         pass
-    if not _HOSTNAME.fullmatch(host) or len(host) > 253:
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidHostname(f"invalid hostname {host!r}") from None
+    labels = ascii_host.removesuffix(".").split(".")
+    if len(ascii_host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
         raise InvalidHostname(f"invalid hostname {host!r}")
+    return ascii_host
 
 
 class Client:
@@ -256,7 +265,7 @@ class Client:
         request = Request(
             method=method.upper().encode("ascii"),
             scheme=origin.scheme.encode("ascii"),
-            authority=origin.authority.encode("idna"),
+            authority=origin.authority.encode("ascii"),
             target=target,
             headers=self._request_headers(headers, length, bool(trailer_fields)),
             end_stream=body is None and not trailer_fields,
@@ -266,11 +275,12 @@ class Client:
                 times.read,
             ),
             description=f"{method.upper()} {url}",
+            pool_timeout=times.pool,
         )
         request = _with_host(request)
         replayable = not isinstance(body, AsyncIterable)
         for attempt in range(2):
-            driver, stream = await self._start(origin, request, times.pool)
+            driver, stream = await self._start(origin, request)
             sender = None
             if not request.end_stream:
                 sender = asyncio.create_task(_send_body(driver, stream, body, trailer_fields))
@@ -306,24 +316,16 @@ class Client:
             fields.append((b"content-length", b"%d" % length))
         return fields
 
-    async def _start(
-        self, origin: Origin, request: Request, pool_timeout: float | None
-    ) -> tuple[ClientDriver, ClientStream]:
-        """A connection and a stream on it, within the pool timeout."""
+    async def _start(self, origin: Origin, request: Request) -> tuple[ClientDriver, ClientStream]:
+        """A connection and a stream on it; a connection that turns out unable to take it
+        (closing, a GOAWAY) was not sent the request, so the next one is tried."""
         try:
-            async with asyncio.timeout(pool_timeout):
-                for _ in range(3):
-                    driver = await self._pool.acquire(origin)
-                    try:
-                        return driver, await driver.start(request)
-                    except Unavailable:
-                        continue
-        except ClientError:
-            raise
-        except TimeoutError:
-            raise PoolTimeout(
-                f"{request.description}: no connection or stream free within {pool_timeout} s"
-            ) from None
+            for _ in range(3):
+                driver = await self._pool.acquire(origin, request.pool_timeout)
+                try:
+                    return driver, await driver.start(request)
+                except Unavailable:
+                    continue
         except LocalProtocolError as exc:
             raise ValueError(f"{request.description}: {exc}") from None
         raise ConnectionLost(f"{request.description}: every connection closed as it was tried")
@@ -344,6 +346,7 @@ def _with_host(request: Request) -> Request:
         request.end_stream,
         request.limits,
         request.description,
+        request.pool_timeout,
     )
 
 

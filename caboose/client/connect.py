@@ -74,7 +74,7 @@ async def open_connection(origin: Origin, options: ConnectOptions) -> ClientDriv
             else:
                 driver = await _open_cleartext(origin, options)
             if isinstance(driver, H2ClientDriver):
-                await driver.ready
+                await _preface(driver, origin)
             return driver
     except ClientError:
         raise
@@ -91,6 +91,14 @@ async def open_connection(origin: Origin, options: ConnectOptions) -> ClientDriv
     except (OSError, ssl.SSLError) as exc:
         detail = exc.strerror or str(exc) or type(exc).__name__
         raise ConnectError(f"cannot connect to {origin.authority}: {detail}") from exc
+
+
+async def _preface(driver: H2ClientDriver, origin: Origin) -> None:
+    """Wait for the server's SETTINGS; anything else means it does not speak HTTP/2."""
+    try:
+        await driver.ready
+    except ClientError as exc:
+        raise ConnectError(f"{origin.authority} did not start HTTP/2: {exc}") from exc
 
 
 def _driver(http2: bool, options: Options) -> ClientDriver:

@@ -68,6 +68,7 @@ class Request:
     end_stream: bool  # no body follows the head
     limits: Limits
     description: str  # "GET https://host/path", for log lines and errors
+    pool_timeout: float | None = None  # the longest wait for a connection or a stream slot
 
 
 @dataclass(slots=True)

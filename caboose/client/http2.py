@@ -15,7 +15,7 @@ import os
 from collections import deque
 
 from caboose.client.driver import ClientDriver, Options, Request, Unavailable
-from caboose.client.errors import ConnectionLost, StreamReset
+from caboose.client.errors import ConnectionLost, PoolTimeout, StreamReset
 from caboose.client.stream import ClientStream
 from caboose.core.events import GoAwayReceived, Headers
 from caboose.core.h2.connection import H2Connection
@@ -64,7 +64,7 @@ class H2ClientDriver(ClientDriver):
     # -- starting exchanges ------------------------------------------------------------------
 
     async def start(self, request: Request) -> ClientStream:
-        await self._slot()
+        await self._slot(request)
         if not self.usable:
             raise Unavailable
         core = self.h2
@@ -88,20 +88,26 @@ class H2ClientDriver(ClientDriver):
         core = self.h2
         return core.peer.max_concurrent_streams - core.open_streams - self._granted
 
-    async def _slot(self) -> None:
+    async def _slot(self, request: Request) -> None:
         """Wait for room under the server's MAX_CONCURRENT_STREAMS, in arrival order."""
         if not self._slot_waiters and self._room() > 0:
             return
         waiter = self.loop.create_future()
         self._slot_waiters.append(waiter)
         try:
-            await waiter
-        except asyncio.CancelledError:
+            async with asyncio.timeout(request.pool_timeout):
+                await waiter
+        except (asyncio.CancelledError, TimeoutError) as exc:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self._granted -= 1  # granted, then cancelled: pass the slot on
                 self._grant()
-            else:
+            elif waiter in self._slot_waiters:
                 self._slot_waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                raise PoolTimeout(
+                    f"{request.description}: no stream free within {request.pool_timeout} s "
+                    f"(the server allows {self.h2.peer.max_concurrent_streams})"
+                ) from None
             raise
         self._granted -= 1
 

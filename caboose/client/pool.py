@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from caboose.client.connect import Origin
 from caboose.client.driver import ClientDriver
+from caboose.client.errors import PoolTimeout
 from caboose.client.http2 import H2ClientDriver
 
 
@@ -46,8 +47,9 @@ class Pool:
         self._origins: dict[Origin, _OriginPool] = {}
         self._drivers: set[ClientDriver] = set()
 
-    async def acquire(self, origin: Origin) -> ClientDriver:
-        """A connection that can start an exchange now (HTTP/2: may still queue it)."""
+    async def acquire(self, origin: Origin, timeout: float | None) -> ClientDriver:
+        """A connection that can start an exchange now (HTTP/2: may still queue it). Waiting
+        for one to be released takes at most ``timeout``; connecting has its own."""
         pool = self._origins.get(origin)
         if pool is None:
             pool = self._origins[origin] = _OriginPool()
@@ -68,12 +70,17 @@ class Pool:
             waiter: asyncio.Future[ClientDriver | None] = asyncio.get_running_loop().create_future()
             pool.waiters.append(waiter)
             try:
-                driver_or_room = await waiter
-            except asyncio.CancelledError:
+                async with asyncio.timeout(timeout):
+                    driver_or_room = await waiter
+            except (asyncio.CancelledError, TimeoutError) as exc:
                 if waiter.done() and not waiter.cancelled():
                     self._pass_on(pool, waiter.result())
                 else:
                     pool.waiters.remove(waiter)
+                if isinstance(exc, TimeoutError):
+                    raise PoolTimeout(
+                        f"no connection to {origin.authority} free within {timeout} s"
+                    ) from None
                 raise
             if driver_or_room is not None:
                 return driver_or_room

@@ -347,3 +347,28 @@ def test_a_slow_reader_stops_the_server_writing() -> None:
             assert total == size
 
     run(scenario())
+
+
+def test_a_full_pool_times_out_waiting() -> None:
+    async def script(conn: Conn) -> None:
+        await conn.head()
+        await conn.reader.read()  # hold the connection, answer nothing
+
+    async def scenario() -> None:
+        from caboose.client import PoolTimeout, Timeout
+
+        timeout = Timeout(connect=5, read=5, write=5, pool=0.3)
+        async with (
+            H1Server(script) as server,
+            Client(timeout=timeout, max_connections_per_origin=1) as client,
+        ):
+            holder = asyncio.create_task(client.get(server.url()))
+            await until(lambda: server.connections == 1)
+            with pytest.raises(PoolTimeout) as caught:
+                await client.get(server.url())
+            assert caught.value.reason is CloseReason.INACTIVE
+            holder.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await holder
+
+    run(scenario())

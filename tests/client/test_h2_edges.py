@@ -342,3 +342,25 @@ def test_keepalive_ping_keeps_an_answering_connection() -> None:
             assert server.connections == 1
 
     run(scenario())
+
+
+def test_waiting_for_a_stream_slot_is_bounded_by_the_pool_timeout() -> None:
+    async def scenario() -> None:
+        from caboose.client import PoolTimeout, Timeout
+
+        settings = {S.MAX_CONCURRENT_STREAMS: 1}
+        timeout = Timeout(connect=5, read=5, write=5, pool=0.3)
+        async with (
+            H2Server(lambda peer, event: None, settings=settings) as server,
+            h2c(timeout=timeout) as client,
+        ):
+            holder = asyncio.create_task(client.get(server.url()))
+            await until(lambda: bool(server.of_type(h2.events.RequestReceived)))
+            with pytest.raises(PoolTimeout) as caught:
+                await client.get(server.url())
+            assert "allows 1" in str(caught.value)
+            holder.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await holder
+
+    run(scenario())
