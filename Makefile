@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run grpc-example test lint tools bench bench-core autobahn clean
+.PHONY: run grpc-example test lint tools bench bench-client bench-core autobahn clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,12 @@ test: $(STAMP) tools lint
 autobahn: $(STAMP)
 	$(BIN)/python scripts/autobahn.py $(AUTOBAHN_ARGS)
 
+# The servers (benchmarks/bench.py), then the clients (benchmarks/client_bench.py).
 bench: $(STAMP)
-	bash benchmarks/run.sh
+	bash benchmarks/run.sh; status=$$?; BENCH_PART=clients bash benchmarks/run.sh && exit $$status
+
+bench-client: $(STAMP)
+	BENCH_PART=clients bash benchmarks/run.sh
 
 bench-core: $(STAMP)
 	$(BIN)/python benchmarks/core_h2.py

@@ -25,6 +25,8 @@ PEERS=("uvicorn[standard]" granian hypercorn h2corn)
 # The gRPC scenarios: the grpcio client (benchmarks/grpc_load.py) and the connectrpc Echo app,
 # whose stubs examples/grpc_echo/stubs.py generates with grpcio-tools and both protoc plugins.
 GRPC=(grpcio grpcio-tools protobuf connectrpc protoc-gen-connectrpc grpclib)
+# The HTTP clients benchmarks/client_bench.py compares caboose.client with.
+CLIENTS=("httpx[http2]" aiohttp niquests)
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 
@@ -41,10 +43,10 @@ OPTIONAL=(zttp)
 
 # Re-install the peers when these lists change, not on every run.
 peers_stamp="$VENV/.peers-installed"
-if [ ! -f "$peers_stamp" ] || [ "$(cat "$peers_stamp")" != "${PEERS[*]} ${GRPC[*]}" ]; then
-    say "installing ${PEERS[*]} ${GRPC[*]}"
-    "$VENV/bin/pip" install -q "${PEERS[@]}" "${GRPC[@]}"
-    printf '%s' "${PEERS[*]} ${GRPC[*]}" >"$peers_stamp"
+if [ ! -f "$peers_stamp" ] || [ "$(cat "$peers_stamp")" != "${PEERS[*]} ${GRPC[*]} ${CLIENTS[*]}" ]; then
+    say "installing ${PEERS[*]} ${GRPC[*]} ${CLIENTS[*]}"
+    "$VENV/bin/pip" install -q "${PEERS[@]}" "${GRPC[@]}" "${CLIENTS[@]}"
+    printf '%s' "${PEERS[*]} ${GRPC[*]} ${CLIENTS[*]}" >"$peers_stamp"
 fi
 optional_stamp="$VENV/.optional-tried"
 if [ ! -f "$optional_stamp" ] || [ "$(cat "$optional_stamp")" != "${OPTIONAL[*]}" ]; then
@@ -90,4 +92,9 @@ fi
 # exec: bench.py becomes this process, so Ctrl-C and SIGTERM reach it directly and its cleanup
 # (stopping each server's process group) runs.
 cd "$ROOT"
+# BENCH_PART=clients: the client throughput table instead (benchmarks/client_bench.py, on nginx).
+if [ "${BENCH_PART:-servers}" = clients ]; then
+    command -v nginx >/dev/null || { say "installing nginx"; bash "$ROOT/scripts/install-tools.sh"; }
+    exec "$VENV/bin/python" "$HERE/client_bench.py" "$@"
+fi
 exec "$VENV/bin/python" "$HERE/bench.py" "$@"

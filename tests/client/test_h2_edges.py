@@ -364,3 +364,21 @@ def test_waiting_for_a_stream_slot_is_bounded_by_the_pool_timeout() -> None:
                 await holder
 
     run(scenario())
+
+
+def test_a_window_that_never_opens_is_a_write_timeout() -> None:
+    async def scenario() -> None:
+        from caboose.client import Timeout, WriteTimeout
+
+        settings = {S.INITIAL_WINDOW_SIZE: 0}
+        timeout = Timeout(connect=5, read=5, write=0.3, pool=5)
+        async with (
+            H2Server(lambda peer, event: None, settings=settings) as server,
+            h2c(timeout=timeout) as client,
+        ):
+            with pytest.raises(WriteTimeout) as caught:
+                await client.request("POST", server.url(), content=b"never sent")
+            assert caught.value.reason is CloseReason.INACTIVE
+            await until(lambda: resets(server) == [ErrorCode.CANCEL])
+
+    run(scenario())
