@@ -88,11 +88,21 @@ def reset_error(code: int, description: str) -> ClientError:
     streams a GOAWAY did not cover, were not processed and may be retried)."""
     if code == ErrorCode.REFUSED_STREAM:
         return StreamRefused(f"{description}: refused by the server, not processed; retry it")
+    return StreamReset(f"{description}: the server reset the stream ({_name(code)})", code)
+
+
+def malformed_error(code: int, description: str) -> ClientError:
+    """We reset a stream whose response broke HTTP/2 (RFC 9113 §8.1.1: malformed)."""
+    return RemoteProtocolError(
+        f"{description}: the response broke HTTP/2, so the stream was reset ({_name(code)})"
+    )
+
+
+def _name(code: int) -> str:
     try:
-        name = ErrorCode(code).name
+        return ErrorCode(code).name
     except ValueError:
-        name = hex(code)
-    return StreamReset(f"{description}: the server reset the stream ({name})", code)
+        return hex(code)
 
 
 class ClientDriver(GatedProtocol):
@@ -225,10 +235,13 @@ class ClientDriver(GatedProtocol):
                     stream = streams.get(stream_id)
                     if stream is not None:
                         stream.on_informational(event.status, event.headers)
-                case StreamResetEvent(stream_id=stream_id, error_code=code):
+                case StreamResetEvent(stream_id=stream_id, error_code=code, remote=remote):
                     stream = streams.pop(stream_id, None)
                     if stream is not None:
-                        stream.fail(reset_error(code, stream.target))
+                        if remote:
+                            stream.fail(reset_error(code, stream.target))
+                        else:  # the core reset it: the server's response broke the protocol
+                            stream.fail(malformed_error(code, stream.target))
                         self.on_stream_closed(stream)
                 case WindowOpened(stream_id=stream_id):
                     self.on_window(stream_id)

@@ -21,7 +21,7 @@ from caboose.core.events import GoAwayReceived, Headers
 from caboose.core.h2.connection import H2Connection
 from caboose.core.h2.settings import SettingCode
 from caboose.core.h2.stream import WE_SENDING, StreamState
-from caboose.errors import ErrorCode
+from caboose.errors import ErrorCode, LocalProtocolError
 
 
 class H2ClientDriver(ClientDriver):
@@ -38,6 +38,7 @@ class H2ClientDriver(ClientDriver):
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._granted = 0  # slots handed to waiters that have not opened their stream yet
         self._window_waiters: dict[int, asyncio.Future[None]] = {}
+        self._exhausted = False  # every stream id is used
         self._last_received = self.loop.time()
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_deadline: asyncio.TimerHandle | None = None
@@ -55,7 +56,13 @@ class H2ClientDriver(ClientDriver):
 
     @property
     def usable(self) -> bool:
-        return super().usable and self.h2.goaway_received is None and self.h2.goaway_sent is None
+        h2 = self.h2
+        return (
+            super().usable
+            and not self._exhausted
+            and h2.goaway_received is None
+            and h2.goaway_sent is None
+        )
 
     @property
     def idle(self) -> bool:
@@ -64,11 +71,19 @@ class H2ClientDriver(ClientDriver):
     # -- starting exchanges ------------------------------------------------------------------
 
     async def start(self, request: Request) -> ClientStream:
+        core = self.h2
         await self._slot(request)
+        while core.open_streams >= core.peer.max_concurrent_streams:
+            await self._slot(request)  # the server lowered its limit meanwhile (§5.1.2)
         if not self.usable:
             raise Unavailable
-        core = self.h2
-        stream_id = core.get_next_available_stream_id()
+        try:
+            stream_id = core.get_next_available_stream_id()
+        except LocalProtocolError:  # 2**31 stream ids used (§5.1.1): a new connection
+            self._exhausted = True
+            if not self.streams:
+                self.close()
+            raise Unavailable from None
         head = [
             (b":method", request.method),
             (b":scheme", request.scheme),

@@ -11,7 +11,7 @@ from typing import Any
 import h2.events
 import h2.settings
 import pytest
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import DataFrame, GoAwayFrame
 
 from caboose.client import (
     Client,
@@ -380,5 +380,26 @@ def test_a_window_that_never_opens_is_a_write_timeout() -> None:
                 await client.request("POST", server.url(), content=b"never sent")
             assert caught.value.reason is CloseReason.INACTIVE
             await until(lambda: resets(server) == [ErrorCode.CANCEL])
+
+    run(scenario())
+
+
+def test_a_malformed_response_is_a_protocol_error_and_resets_the_stream() -> None:
+    def handler(peer: Peer, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            fields = [(b":status", b"200"), (b"content-length", b"5")]
+            peer.conn.send_headers(event.stream_id, fields)
+            peer.flush()
+            # more DATA than content-length (RFC 9113 §8.1.1), written past h2's own checks
+            peer.writer.write(DataFrame(event.stream_id, b"0123456789").serialize())
+
+    async def scenario() -> None:
+        from caboose.client import RemoteProtocolError
+
+        async with H2Server(handler) as server, h2c() as client:
+            with pytest.raises(RemoteProtocolError) as caught:
+                await client.get(server.url())
+            assert "stream was reset (PROTOCOL_ERROR)" in str(caught.value)
+            assert caught.value.reason is CloseReason.PROTOCOL_ERROR
 
     run(scenario())
