@@ -53,6 +53,8 @@ class ClientCore(typing.Protocol):
 
     def receive_data(self, data: bytes) -> list[Event]: ...
 
+    def send_trailers(self, stream_id: int, headers: Headers) -> None: ...
+
     def data_to_send(self) -> bytes | bytearray: ...
 
 
@@ -267,7 +269,23 @@ class ClientDriver(GatedProtocol):
         raise NotImplementedError
 
     async def send_trailers(self, stream: ClientStream, headers: Headers) -> None:
-        raise NotImplementedError
+        """The request's trailer section, which ends it (RFC 9110 §6.5)."""
+        self.check_sending(stream)
+        self.core.send_trailers(stream.stream_id, headers)
+        self.flush_soon()
+        self.sent(stream)
+        await self.drained(stream)
+
+    def check_sending(self, stream: ClientStream) -> None:
+        """Raise what stops the request body: the connection's end, or the exchange's."""
+        if self.error is not None:
+            raise self.error
+        if stream.error is not None:
+            raise stream.error
+
+    def sent(self, stream: ClientStream) -> None:
+        """The request is all sent."""
+        stream.request_done = True
 
     def buffered(self, size: int) -> None:
         """``size`` body bytes wait for the caller (HTTP/1.1 pauses reading above a mark)."""

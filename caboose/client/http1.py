@@ -75,32 +75,19 @@ class H1ClientDriver(ClientDriver):
         self.streams[stream_id] = stream
         self._server_done = False
         self.exchanges += 1
-        self.flush()
+        self.flush_soon()
         return stream
 
     async def send_data(self, stream: ClientStream, data: bytes, *, end_stream: bool) -> None:
-        self._check_sending(stream)
+        self.check_sending(stream)
         self.h1.send_data(stream.stream_id, data, end_stream=end_stream)
-        self.flush()
+        self.flush_soon()
         if end_stream:
-            self._sent(stream)
+            self.sent(stream)
         await self.drained(stream)
 
-    async def send_trailers(self, stream: ClientStream, headers: Headers) -> None:
-        self._check_sending(stream)
-        self.h1.send_trailers(stream.stream_id, headers)
-        self.flush()
-        self._sent(stream)
-        await self.drained(stream)
-
-    def _check_sending(self, stream: ClientStream) -> None:
-        if self.error is not None:
-            raise self.error
-        if stream.error is not None:
-            raise stream.error
-
-    def _sent(self, stream: ClientStream) -> None:
-        stream.request_done = True
+    def sent(self, stream: ClientStream) -> None:
+        super().sent(stream)
         self._maybe_done(stream)
 
     def on_head(self, stream: ClientStream, event: ResponseReceived) -> None:

@@ -17,7 +17,7 @@ from collections import deque
 from caboose.client.driver import ClientDriver, Options, Request, Unavailable
 from caboose.client.errors import ConnectionLost, PoolTimeout, StreamReset
 from caboose.client.stream import ClientStream
-from caboose.core.events import GoAwayReceived, Headers
+from caboose.core.events import GoAwayReceived
 from caboose.core.h2.connection import H2Connection
 from caboose.core.h2.settings import SettingCode
 from caboose.core.h2.stream import WE_SENDING, StreamState
@@ -141,7 +141,7 @@ class H2ClientDriver(ClientDriver):
         stream_id = stream.stream_id
         view = memoryview(data)
         while True:
-            self._check_sending(stream)
+            self.check_sending(stream)
             allowed = core.sendable(stream_id)
             if len(view) <= allowed:
                 core.send_data(stream_id, view, end_stream=end_stream)  # type: ignore[arg-type]
@@ -153,27 +153,17 @@ class H2ClientDriver(ClientDriver):
             await self.bounded(self._window(stream_id), stream)
         self.flush_soon()
         if end_stream:
-            self._sent(stream)
+            self.sent(stream)
         await self.drained(stream)
 
-    async def send_trailers(self, stream: ClientStream, headers: Headers) -> None:
-        self._check_sending(stream)
-        self.h2.send_trailers(stream.stream_id, headers)
-        self.flush_soon()
-        self._sent(stream)
-        await self.drained(stream)
-
-    def _check_sending(self, stream: ClientStream) -> None:
-        if self.error is not None:
-            raise self.error
-        if stream.error is not None:
-            raise stream.error
+    def check_sending(self, stream: ClientStream) -> None:
+        super().check_sending(stream)
         if self.h2.stream_state(stream.stream_id) not in WE_SENDING:
             # The server ended the exchange (a response, then RST_STREAM NO_ERROR: §8.1)
             raise StreamReset(f"{stream.target}: the server closed the stream", ErrorCode.NO_ERROR)
 
-    def _sent(self, stream: ClientStream) -> None:
-        stream.request_done = True
+    def sent(self, stream: ClientStream) -> None:
+        super().sent(stream)
         self._forget_if_closed(stream)
 
     def _window(self, stream_id: int) -> asyncio.Future[None]:
