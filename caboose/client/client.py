@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import re
 import ssl
@@ -79,6 +80,7 @@ def _bytes(value: str | bytes) -> bytes:
     return value.encode("latin-1") if isinstance(value, str) else value
 
 
+@functools.lru_cache(maxsize=512)  # clients ask for the same few URLs again and again
 def _origin(url: str) -> tuple[Origin, bytes]:
     """The origin a URL names and its request-target (path and query, RFC 9112 §3.2.1)."""
     parts = urlsplit(url)
