@@ -197,7 +197,13 @@ def test_client_cancel_reaches_the_handler(target: Target) -> None:
 
 
 def test_200_concurrent_unary_calls_on_one_channel(target: Target) -> None:
+    """200 calls against our 100-stream limit: grpclib queues them once it knows the limit.
+    One call goes first so that it does: sent before our SETTINGS arrive, the calls above 100
+    are refused with REFUSED_STREAM (RFC 9113 §5.1.2, as nghttp2 and Go do), which grpclib
+    does not retry."""
+
     async def body(stub: Any) -> list[str]:
+        await stub.Unary(pb.EchoRequest(message="first"), timeout=30)
         calls = [
             stub.Unary(pb.EchoRequest(message=str(i)), timeout=30) for i in range(expect.CONCURRENT)
         ]
