@@ -317,7 +317,10 @@ def test_a_worker_whose_loop_blocks_is_replaced_through_gunicorns_timeout(
 
 
 def test_a_lifespan_startup_failure_stops_gunicorn_with_the_message(tmp_path: Path) -> None:
-    with gunicorn(tmp_path, env={"FAIL_STARTUP": "1"}) as server:
+    # One worker: with two, gunicorn 27.0.1's arbiter can exit 1 instead of 3 (a race in
+    # gunicorn): halt() reaps the second worker's exit code 3 inside stop(), and that second
+    # HaltServer escapes halt() as a traceback (5 of 12 runs here).
+    with gunicorn(tmp_path, env={"FAIL_STARTUP": "1"}, workers=1) as server:
         assert server.process.wait(15) == 3  # gunicorn's WORKER_BOOT_ERROR
         server.reader.join(5)
         log = server.log()
