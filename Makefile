@@ -22,7 +22,7 @@ GRPC_APP ?= connect_app
 grpc-example: $(STAMP)
 	$(BIN)/caboose examples.grpc_echo.$(GRPC_APP):app --host 127.0.0.1 --port 50051
 
-# Debian tools the integration tests drive (curl, nghttp, h2load, nginx, chromium).
+# Debian tools the integration tests drive (curl, nghttp, h2load, nginx, haproxy, chromium).
 tools:
 	@bash scripts/install-tools.sh
 

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Install the Debian tools the test suite drives, when they are missing: curl, nghttp and
-# h2load (nghttp2-client), nghttpd (nghttp2-server: the client tests), nginx (the gRPC reverse proxy of tests/grpc), and Chromium with
+# h2load (nghttp2-client), nghttpd (nghttp2-server: the client tests), nginx (the gRPC reverse
+# proxy of tests/grpc), HAProxy (the proxy of tests/integration/test_haproxy.py), Chromium with
 # its WebDriver (the browser test of WebSocket over HTTP/2), and ss (iproute2).
 #
-# Installing nginx must not start Debian's own nginx service (it would listen on port 80 of
-# every interface), so a policy-rc.d that forbids service starts is put in place for the
+# Installing nginx or HAProxy must not start Debian's own service (nginx would listen on port
+# 80 of every interface), so a policy-rc.d that forbids service starts is put in place for the
 # install when none exists, and removed afterwards.
 set -euo pipefail
 
 declare -A package_of=(
-    [curl]=curl [nghttp]=nghttp2-client [h2load]=nghttp2-client [nghttpd]=nghttp2-server [nginx]=nginx
+    [curl]=curl [nghttp]=nghttp2-client [h2load]=nghttp2-client [nghttpd]=nghttp2-server
+    [nginx]=nginx [haproxy]=haproxy
     [chromium]=chromium [chromedriver]=chromium-driver [ss]=iproute2
 )
 missing=()

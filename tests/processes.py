@@ -1,7 +1,9 @@
-"""A real ``caboose`` process driven from outside: its log, port, workers (from /proc), stop.
+"""A real server process driven from outside: its log, port, children (from /proc), stop.
 
 Every process is started by the test and stopped by its PID in a ``finally``; a supervisor's
 workers are found as its children in /proc, and any left over are killed by PID too.
+``caboose_process`` runs ``python -m caboose``; other servers (gunicorn's arbiter) go through
+``supervise`` with a subclass of ``Supervised`` that knows how they log.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TypeVar
 
 from tests.h2peer import settle
 
@@ -23,6 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class Supervised:
+    """A process whose log (its one piped stream) a thread reads into ``lines``."""
+
+    # The line that says the port the server bound (127.0.0.1:0 chose it).
+    LISTENING = r"running on https?://127\.0\.0\.1:(\d+)"
+
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
         self.lines: list[str] = []
@@ -30,8 +38,9 @@ class Supervised:
         self.reader.start()
 
     def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
+        stream = self.process.stderr if self.process.stderr is not None else self.process.stdout
+        assert stream is not None
+        for line in stream:
             self.lines.append(line.rstrip())
 
     def log(self) -> str:
@@ -43,8 +52,8 @@ class Supervised:
 
     @property
     def port(self) -> int:
-        assert settle(lambda: "running on" in self.log(), 10), self.log()
-        found = re.search(r"running on https?://127\.0\.0\.1:(\d+)", self.log())
+        assert settle(lambda: re.search(self.LISTENING, self.log()) is not None, 15), self.log()
+        found = re.search(self.LISTENING, self.log())
         assert found, self.log()
         return int(found.group(1))
 
@@ -108,22 +117,32 @@ def get(port: int, path: str = "/", timeout: float = 5.0) -> int:
     return int(fetch(port, path, timeout))
 
 
+S = TypeVar("S", bound=Supervised)
+
+
 @contextmanager
-def caboose_process(
-    cwd: Path, *args: str, env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()
-) -> Iterator[Supervised]:
-    """``python -m caboose *args`` in ``cwd``, stopped (SIGTERM, then SIGKILL) when done."""
+def supervise(
+    kind: type[S],
+    command: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    *,
+    merge_stdout: bool = False,
+    pass_fds: tuple[int, ...] = (),
+) -> Iterator[S]:
+    """``command`` in ``cwd``, its stderr (and stdout if ``merge_stdout``) as the log; stopped
+    when done: SIGTERM to its PID, SIGKILL after 15 s, then SIGKILL to any child left over."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "caboose", *args],
+        command,
         cwd=cwd,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if merge_stdout else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if merge_stdout else subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
         start_new_session=True,  # a group of its own, which a test may signal as a whole
         pass_fds=pass_fds,
     )
-    supervised = Supervised(process)
+    supervised = kind(process)
     try:
         yield supervised
     finally:
@@ -138,6 +157,17 @@ def caboose_process(
         for pid in children:  # none should be left; if one is, it goes too
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        supervised.reader.join(5)  # the whole log, for asserts after the block
+
+
+@contextmanager
+def caboose_process(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()
+) -> Iterator[Supervised]:
+    """``python -m caboose *args`` in ``cwd``, stopped (SIGTERM, then SIGKILL) when done."""
+    command = [sys.executable, "-m", "caboose", *args]
+    with supervise(Supervised, command, cwd, env, pass_fds=pass_fds) as supervised:
+        yield supervised
 
 
 def until(condition: Callable[[], bool], timeout: float = 15) -> bool:

@@ -1,18 +1,15 @@
 """``gunicorn -k caboose.workers.CabooseWorker``: a real gunicorn arbiter and its workers.
 
 gunicorn binds 127.0.0.1:0 and says the port it got ("Listening at"); each worker says when
-it serves. Every process is stopped by its PID (the workers are the arbiter's children in
-/proc); the control socket gunicorn 23+ opens goes to the test's own folder.
+it serves. Every process is stopped by its PID (tests/processes.py; the workers are the
+arbiter's children in /proc); the control socket gunicorn 23+ opens goes to the test's folder.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
@@ -24,9 +21,8 @@ import httpx
 import pytest
 
 from tests import tls
+from tests.processes import Supervised, fetch, supervise, until
 from tests.serving import run_tool
-
-ROOT = Path(__file__).resolve().parents[2]
 
 APP = """
 import asyncio, os, time
@@ -67,52 +63,15 @@ async def app(scope, receive, send):
 """
 
 
-def until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Wait (bounded, 50 ms steps) for a condition; True if it held."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
+class Gunicorn(Supervised):
+    """The arbiter: it logs on stdout and says its port as "Listening at"; every child is a
+    worker."""
 
-
-class Gunicorn:
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip())
-
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    @property
-    def port(self) -> int:
-        pattern = r"Listening at: https?://127\.0\.0\.1:(\d+)"
-        assert until(lambda: re.search(pattern, self.log()) is not None), self.log()
-        found = re.search(pattern, self.log())
-        assert found
-        return int(found.group(1))
+    LISTENING = r"Listening at: https?://127\.0\.0\.1:(\d+)"
 
     def workers(self) -> set[int]:
         """The arbiter's live children (its workers), from /proc."""
-        children = set()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.process.pid and fields[0] != "Z":
-                children.add(int(entry.name))
-        return children
+        return set(self.children())
 
     def serving(self, count: int = 2) -> set[int]:
         """Wait until ``count`` workers run and each said it serves; their PIDs."""
@@ -123,9 +82,6 @@ class Gunicorn:
         pids = self.workers()
         said = set(re.findall(r"caboose \S+ serving .* \[(\d+)\]", self.log()))
         return len(pids) == count and {str(p) for p in pids} <= said
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
 
 
 @contextmanager
@@ -146,47 +102,13 @@ def gunicorn(
         *args,
         "gapp:app",
     ]
-    process = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={
-            **os.environ,
-            **(env or {}),
-            "PYTHONPATH": str(ROOT),
-            "PYTHONUNBUFFERED": "1",
-            "XDG_RUNTIME_DIR": str(tmp_path),  # gunicorn's control socket
-        },
-    )
-    server = Gunicorn(process)
-    try:
+    env = {
+        **(env or {}),
+        "PYTHONUNBUFFERED": "1",
+        "XDG_RUNTIME_DIR": str(tmp_path),  # gunicorn's control socket
+    }
+    with supervise(Gunicorn, command, tmp_path, env, merge_stdout=True) as server:
         yield server
-    finally:
-        children = server.workers()
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        for pid in children:  # none should be left; if one is, it goes too
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def get(port: int, path: str = "/", timeout: float = 5.0) -> bytes:
-    """One HTTP/1.1 request on a new connection; the body of its 200."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 "), data
-    return body
 
 
 def pid_of(body: bytes) -> int:
@@ -302,7 +224,7 @@ def test_sigquit_stops_at_once(tmp_path: Path) -> None:
     with gunicorn(tmp_path) as server:
         server.serving()
         port = server.port
-        threading.Thread(target=lambda: _ignore(lambda: get(port, "/slow")), daemon=True).start()
+        threading.Thread(target=lambda: _ignore(lambda: fetch(port, "/slow")), daemon=True).start()
         time.sleep(0.3)
         started = time.monotonic()
         server.signal(signal.SIGQUIT)
@@ -323,7 +245,7 @@ def test_sighup_replaces_the_workers_while_serving(tmp_path: Path) -> None:
         def load() -> None:  # a new connection per request: each races the reload
             while not stop.is_set():
                 try:
-                    answered.append(pid_of(get(port)))
+                    answered.append(pid_of(fetch(port)))
                 except (OSError, AssertionError) as exc:
                     failures.append(exc)
 
@@ -349,14 +271,14 @@ def test_sigusr1_reopens_the_log_files(tmp_path: Path) -> None:
     with gunicorn(tmp_path, "--access-logfile", str(access)) as server:
         server.serving()
         port = server.port
-        get(port, "/before")
+        fetch(port, "/before")
         assert until(lambda: "GET /before" in access.read_text())
         access.rename(tmp_path / "access.log.1")  # as logrotate does
         server.signal(signal.SIGUSR1)
         assert until(lambda: access.exists())  # the arbiter reopened its own
         time.sleep(0.5)  # and passed the signal on to its workers
         for _ in range(4):  # both workers, whichever accepts
-            get(port, "/after")
+            fetch(port, "/after")
         assert until(lambda: access.read_text().count("GET /after") == 4), access.read_text()
         assert "GET /after" not in (tmp_path / "access.log.1").read_text()
 
@@ -368,7 +290,7 @@ def test_max_requests_recycles_workers_without_losing_a_request(tmp_path: Path) 
     with gunicorn(tmp_path, "--max-requests", "5", "--max-requests-jitter", "2") as server:
         first = server.serving()
         port = server.port
-        seen = {pid_of(get(port)) for _ in range(30)}  # every one must be answered
+        seen = {pid_of(fetch(port)) for _ in range(30)}  # every one must be answered
         assert len(seen) >= 4, seen  # 30 requests, at most 7 per worker
         assert first <= seen
         assert "Reached --limit-max-requests" in server.log()
@@ -380,7 +302,7 @@ def test_a_worker_whose_loop_blocks_is_replaced_through_gunicorns_timeout(
     with gunicorn(tmp_path, "--timeout", "2") as server:
         before = server.serving()
         port = server.port
-        blocking = threading.Thread(target=lambda: _ignore(lambda: get(port, "/block", 15)))
+        blocking = threading.Thread(target=lambda: _ignore(lambda: fetch(port, "/block", 15)))
         blocking.daemon = True
         blocking.start()
         assert until(lambda: "WORKER TIMEOUT" in server.log(), 10), server.log()
@@ -391,11 +313,14 @@ def test_a_worker_whose_loop_blocks_is_replaced_through_gunicorns_timeout(
             server.log()
         )
         for _ in range(4):
-            assert pid_of(get(port)) != blocked
+            assert pid_of(fetch(port)) != blocked
 
 
 def test_a_lifespan_startup_failure_stops_gunicorn_with_the_message(tmp_path: Path) -> None:
-    with gunicorn(tmp_path, env={"FAIL_STARTUP": "1"}) as server:
+    # One worker: with two, gunicorn 27.0.1's arbiter can exit 1 instead of 3 (a race in
+    # gunicorn): halt() reaps the second worker's exit code 3 inside stop(), and that second
+    # HaltServer escapes halt() as a traceback (5 of 12 runs here).
+    with gunicorn(tmp_path, env={"FAIL_STARTUP": "1"}, workers=1) as server:
         assert server.process.wait(15) == 3  # gunicorn's WORKER_BOOT_ERROR
         server.reader.join(5)
         log = server.log()

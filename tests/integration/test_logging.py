@@ -8,12 +8,10 @@ import json
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,8 +24,7 @@ from caboose.errors import ConfigError
 from caboose.logs import JSONFormatter, TextFormatter
 from caboose.transport.access import ATOMS, check_format
 from tests.h2peer import settle
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import ROOT, Supervised, caboose_process
 
 APP = """
 async def app(scope, receive, send):
@@ -40,58 +37,16 @@ async def app(scope, receive, send):
 """
 
 
-class Process:
-    """A caboose process whose stderr is collected line by line."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    def port(self) -> int:
-        assert settle(lambda: "running on http" in self.log(), 15), self.log()
-        found = re.search(r"running on http://127\.0\.0\.1:(\d+)", self.log())
-        assert found, self.log()
-        return int(found.group(1))
-
-
 @contextmanager
-def caboose(tmp_path: Path, *args: str) -> Iterator[Process]:
+def caboose(tmp_path: Path, *args: str) -> Iterator[Supervised]:
     (tmp_path / "logapp.py").write_text(APP)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "caboose", "logapp:app", "--port", "0", *args],
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    running = Process(process)
-    try:
-        yield running
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        running.reader.join(5)
+    with caboose_process(tmp_path, "logapp:app", "--port", "0", *args) as server:
+        yield server
 
 
 def test_json_lines_for_the_error_and_the_access_log(tmp_path: Path) -> None:
     with caboose(tmp_path, "--log-format", "json") as server:
-        port = server.port()
+        port = server.port
         with httpx.Client(http2=True, http1=False) as client:
             assert client.get(f"http://127.0.0.1:{port}/hi?x=1").status_code == 200
             assert client.get(f"http://127.0.0.1:{port}/boom").status_code == 500
@@ -113,16 +68,16 @@ def test_json_lines_for_the_error_and_the_access_log(tmp_path: Path) -> None:
 
 def test_level_names_are_coloured_when_asked_and_not_on_a_pipe(tmp_path: Path) -> None:
     with caboose(tmp_path, "--use-colors") as server:
-        server.port()
+        assert server.port
     assert "\x1b[32mINFO\x1b[0m      Started caboose" in server.log()
     with caboose(tmp_path) as plain:  # stderr is a pipe, not a terminal
-        plain.port()
+        assert plain.port
     assert "INFO      Started caboose" in plain.log() and "\x1b[" not in plain.log()
 
 
 def test_workers_log_as_the_supervisor_does(tmp_path: Path) -> None:
     with caboose(tmp_path, "--workers", "2", "--log-format", "json") as server:
-        port = server.port()
+        port = server.port
         assert settle(lambda: server.log().count("Booting worker") == 2, 20)
         assert httpx.get(f"http://127.0.0.1:{port}/w").status_code == 200
         assert settle(lambda: '"path": "/w"' in server.log(), 10), server.log()
@@ -179,7 +134,7 @@ def test_log_config_ini_file_and_the_log_level_over_it(tmp_path: Path) -> None:
     """
     (tmp_path / "logging.ini").write_text(textwrap.dedent(ini))
     with caboose(tmp_path, "--log-config", "logging.ini") as server:
-        port = server.port()
+        port = server.port
         assert httpx.get(f"http://127.0.0.1:{port}/ini").status_code == 200
         assert settle(lambda: '"path": "/ini"' in server.log(), 10), server.log()
     assert all(json.loads(line) for line in server.lines)
@@ -219,7 +174,7 @@ def test_log_config_yaml_file(tmp_path: Path) -> None:
     """
     (tmp_path / "logging.yaml").write_text(textwrap.dedent(yaml))
     with caboose(tmp_path, "--log-config", "logging.yaml") as server:
-        server.port()
+        assert server.port
     assert any(line.startswith("YAML INFO Started caboose") for line in server.lines)
 
 
