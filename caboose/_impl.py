@@ -19,7 +19,7 @@ import importlib.machinery
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -39,11 +39,11 @@ class Build:
         return f"pure Python ({self.reason})"
 
 
-def _compiled_modules() -> list[Path]:
+def _compiled_modules(package: Path = PACKAGE) -> list[Path]:
     """The package's extension modules for this interpreter (setup.py's COMPILED list)."""
     found: set[Path] = set()  # a set: ".so" is among the suffixes, beside ".cpython-311-...so"
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        found.update(PACKAGE.rglob(f"*{suffix}"))
+        found.update(package.rglob(f"*{suffix}"))
     return sorted(found)
 
 
@@ -56,18 +56,18 @@ def _stale(modules: list[Path]) -> Path | None:
     return None
 
 
-def choose(environ: dict[str, str] | os._Environ[str] = os.environ) -> Build:
+def choose(environ: Mapping[str, str] = os.environ, package: Path = PACKAGE) -> Build:
     wanted = environ.get("CABOOSE_COMPILED", "").strip()
     if wanted not in ("", "0", "1"):
         raise ImportError(f"CABOOSE_COMPILED must be 0 or 1, not {wanted!r}")
     if wanted == "0":
         return Build(False, 0, "CABOOSE_COMPILED=0")
-    modules = _compiled_modules()
+    modules = _compiled_modules(package)
     reason = ""
     if not modules:
         reason = "no compiled modules are installed"
     elif (source := _stale(modules)) is not None:
-        reason = f"the compiled build is older than {source.relative_to(PACKAGE.parent)}"
+        reason = f"the compiled build is older than {source.relative_to(package.parent)}"
     if not reason:
         return Build(True, len(modules), "")
     if wanted == "1":
