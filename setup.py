@@ -56,6 +56,7 @@ COMPILED = [
     "caboose/transport/tasks.py",
     "caboose/asgi/http.py",
     "caboose/asgi/scope.py",
+    "caboose/asgi/proxy.py",
     # the client (caboose.client) on the same cores
     "caboose/client/driver.py",
     "caboose/client/http1.py",
