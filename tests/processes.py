@@ -112,6 +112,33 @@ def fetch(port: int, path: str = "/", timeout: float = 5.0) -> bytes:
     return body
 
 
+class InFlight:
+    def __init__(self, sock: socket.socket, head: bytes, body: bytes) -> None:
+        self.sock, self.head, self.body = sock, head, body
+
+    def rest(self) -> bytes:
+        """The body, read until the server closes the connection."""
+        while chunk := self.sock.recv(65536):
+            self.body += chunk
+        return self.body
+
+
+@contextmanager
+def in_flight(port: int, path: str, timeout: float = 10.0) -> Iterator[InFlight]:
+    """A GET whose response head (with a first part of the body) has arrived: the app is
+    serving it now. Signalling the server after this, not after a guessed sleep, keeps a busy
+    machine from racing the request."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed before the response head: {received!r}"
+            received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        yield InFlight(sock, head, body)
+
+
 def get(port: int, path: str = "/", timeout: float = 5.0) -> int:
     """One request to an app that answers with its PID: the PID of the worker that answered."""
     return int(fetch(port, path, timeout))
