@@ -255,15 +255,21 @@ def test_sighup_replaces_the_workers_while_serving(tmp_path: Path) -> None:
                 except (OSError, AssertionError) as exc:
                     failures.append(exc)
 
+        def assert_answered_by(pids: set[int]) -> None:
+            """Waited for, not slept on: on a busy machine a worker can take a while to win
+            its first accept() on the shared socket."""
+            assert until(lambda: pids <= set(answered), 10), (pids, set(answered))
+
         loaders = [threading.Thread(target=load) for _ in range(3)]
         for loader in loaders:
             loader.start()
         try:
             for _ in range(2):  # two reloads in a row, each replacing every worker
+                assert_answered_by(old)
                 server.signal(signal.SIGHUP)
                 assert until(lambda old=old: not server.workers() & old, 15), server.log()
                 old = server.serving()
-            time.sleep(0.3)
+            assert_answered_by(old)
         finally:
             stop.set()
             for loader in loaders:

@@ -140,17 +140,23 @@ def test_sighup_replaces_every_worker_while_serving(tmp_path: Path) -> None:
                 except (OSError, AssertionError) as exc:
                     failures.append(exc)
 
+        def assert_answered_by(pids: set[int]) -> None:
+            """Waited for, not slept on: on a busy machine a worker can take a while to win
+            its first accept() on the shared socket."""
+            assert until(lambda: pids <= set(answered), 10), (pids, set(answered))
+
         loaders = [threading.Thread(target=load) for _ in range(4)]
         for loader in loaders:
             loader.start()
         for _ in range(3):  # three reloads in a row, each replacing every worker
+            assert_answered_by(old)
             server.signal(signal.SIGHUP)
             assert until(lambda old=old: len(server.workers()) == 2 and not server.workers() & old)
             assert until(
                 lambda: all(f"Worker [{p}] serving" in server.log() for p in server.workers())
             )
             old = server.workers()
-        time.sleep(0.3)
+        assert_answered_by(old)
         stop.set()
         for loader in loaders:
             loader.join(10)
