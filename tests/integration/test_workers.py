@@ -148,18 +148,22 @@ def test_sighup_replaces_every_worker_while_serving(tmp_path: Path) -> None:
         loaders = [threading.Thread(target=load) for _ in range(4)]
         for loader in loaders:
             loader.start()
-        for _ in range(3):  # three reloads in a row, each replacing every worker
+        try:
+            for _ in range(3):  # three reloads in a row, each replacing every worker
+                assert_answered_by(old)
+                server.signal(signal.SIGHUP)
+                assert until(
+                    lambda old=old: len(server.workers()) == 2 and not server.workers() & old
+                )
+                assert until(
+                    lambda: all(f"Worker [{p}] serving" in server.log() for p in server.workers())
+                )
+                old = server.workers()
             assert_answered_by(old)
-            server.signal(signal.SIGHUP)
-            assert until(lambda old=old: len(server.workers()) == 2 and not server.workers() & old)
-            assert until(
-                lambda: all(f"Worker [{p}] serving" in server.log() for p in server.workers())
-            )
-            old = server.workers()
-        assert_answered_by(old)
-        stop.set()
-        for loader in loaders:
-            loader.join(10)
+        finally:  # the loaders stop even when an assertion failed
+            stop.set()
+            for loader in loaders:
+                loader.join(10)
         assert failures == [], (len(failures), len(answered), failures[:3])
         assert len(set(answered)) >= 8  # the first two and the six that replaced them
         assert "SIGHUP" in server.log()
