@@ -34,6 +34,7 @@ class Supervised:
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
         self.lines: list[str] = []
+        self._drained = False
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -44,11 +45,21 @@ class Supervised:
             self.lines.append(line.rstrip())
 
     def log(self) -> str:
+        self._drain()
         return "\n".join(self.lines)
 
     def count(self, text: str) -> int:
         """How many log lines contain ``text``."""
+        self._drain()
         return sum(text in line for line in list(self.lines))
+
+    def _drain(self) -> None:
+        """Once the process has exited, its last lines may still be in the pipe, unread by the
+        reader thread: wait for them (up to the pipe's end, which a worker left alive would
+        hold open: then once, for a second)."""
+        if not self._drained and self.process.poll() is not None:
+            self._drained = True
+            self.reader.join(1)
 
     @property
     def port(self) -> int:
