@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TypeVar
 
 LOWEST = 20000
-BLOCK = 1000  # ports per xdist worker: gw0 draws from 20000-20999, gw1 from 21000-21999, ...
 
 
 def _ephemeral_start() -> int:
@@ -28,25 +27,25 @@ def _ephemeral_start() -> int:
     return int(text.split()[0])
 
 
-def _worker_index() -> int:
-    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # absent without xdist: one block
-    return int(name.removeprefix("gw"))
+def _block() -> list[int]:
+    """This worker's ports (gw0 the first share of LOWEST up to the ephemeral range, gw1 the
+    next, ...; without xdist, all of them), from a random place in the block, so that two test
+    runs on one machine seldom draw the same ports."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    size = min(1000, (_ephemeral_start() - LOWEST) // workers)
+    assert size >= 50, f"too few ports below the ephemeral range for {workers} workers"
+    first, start = LOWEST + index * size, random.randrange(size)
+    return [first + (start + i) % size for i in range(size)]
 
 
-def _candidates() -> itertools.cycle[int]:
-    first = LOWEST + _worker_index() * BLOCK
-    assert first + BLOCK <= _ephemeral_start(), "more xdist workers than port blocks"
-    # A random start, so that two test runs on one machine seldom draw the same ports.
-    start = random.randrange(BLOCK)
-    return itertools.cycle([first + (start + i) % BLOCK for i in range(BLOCK)])
-
-
-_NEXT = _candidates()
+_BLOCK = _block()
+_NEXT = itertools.cycle(_BLOCK)
 
 
 def free_port() -> int:
     """A loopback port that nothing holds now and that this worker has not handed out lately."""
-    for _ in range(BLOCK):
+    for _ in range(len(_BLOCK)):
         port = next(_NEXT)
         with socket.socket() as probe:
             try:
@@ -54,7 +53,7 @@ def free_port() -> int:
             except OSError:  # held by a real service or by another test run
                 continue
             return port
-    raise RuntimeError(f"no free port in this worker's block of {BLOCK}")
+    raise RuntimeError(f"no free port among this worker's {len(_BLOCK)}")
 
 
 class PortTaken(RuntimeError):
