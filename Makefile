@@ -39,8 +39,8 @@ lint: $(STAMP)
 #
 # TEST_WORKERS: pytest-xdist processes. Most of the suite waits (on servers, child processes,
 # curl, nginx, timers) rather than computes, so 4 on the 2 cores measured fastest (one process:
-# 346 s; -n 2: about 130 s; -n 4: about 90 s; -n 6: no faster, more CPU). worksteal hands the
-# long tests that remain at the end to idle workers. TEST_WORKERS=0 runs in one process.
+# 345 s; -n 2: 150 s; -n 4: 90-110 s; -n 6 and 8: no faster, more CPU spent on contention).
+# worksteal hands the long tests left at the end to idle workers. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 4
 test: $(STAMP) tools lint
 	PYTHONNODEBUGRANGES=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
