@@ -5,7 +5,7 @@ SETTINGS), then one HEADERS frame per stream carrying an h2load-like GET. The re
 are encoded once, by one HPACK encoder, so from the second stream on every field is indexed,
 exactly as on a real h2load connection. A cycle is::
 
-    ours:  receive_data(frame) -> RequestReceived -> send_response(200, headers)
+    ours:  receive_data(frame) -> RequestReceived -> send_head(200, headers)
            -> send_data(b"Hello, world!", end_stream=True) -> data_to_send()
     h2:    receive_data(frame) -> RequestReceived -> send_headers(:status 200 + headers)
            -> send_data(b"Hello, world!", end_stream=True) -> data_to_send()
@@ -118,7 +118,7 @@ def ours_server() -> H2Connection:
 def ours_run(frames: list[bytes]) -> RunResult:
     server = ours_server()
     receive = server.receive_data
-    send_response = server.send_response
+    send_head = server.send_head
     send_data = server.send_data
     drain = server.data_to_send
     served = 0
@@ -129,7 +129,7 @@ def ours_run(frames: list[bytes]) -> RunResult:
         for event in receive(frame):
             if isinstance(event, RequestReceived):
                 stream_id = event.stream_id
-                send_response(stream_id, 200, RESPONSE)
+                send_head(stream_id, 200, RESPONSE)
                 send_data(stream_id, BODY, end_stream=True)
                 served += 1
         out = drain()
@@ -143,7 +143,7 @@ def ours_run(frames: list[bytes]) -> RunResult:
 def ours_split(frames: list[bytes]) -> Split:
     server = ours_server()
     receive = server.receive_data
-    send_response = server.send_response
+    send_head = server.send_head
     send_data = server.send_data
     drain = server.data_to_send
     clock = time.perf_counter
@@ -159,7 +159,7 @@ def ours_split(frames: list[bytes]) -> Split:
         for event in events:
             if isinstance(event, RequestReceived):
                 stream_id = event.stream_id
-                send_response(stream_id, 200, RESPONSE)
+                send_head(stream_id, 200, RESPONSE)
                 send_data(stream_id, BODY, end_stream=True)
         drain()
         t2 = clock()

@@ -8,7 +8,7 @@ import sys
 from dataclasses import Field, fields
 from typing import Any, NoReturn
 
-from caboose import __version__
+from caboose import __version__, build
 from caboose.asgi.lifespan import LifespanFailure
 from caboose.config import Config
 from caboose.errors import AppLoadError, ConfigError
@@ -29,6 +29,8 @@ def _or_none(convert: Any) -> Any:
 # Exit statuses: 1 for a bad invocation or app, 3 when the app's startup failed (as uvicorn).
 EXIT_ERROR = 1
 EXIT_STARTUP_FAILED = 3
+
+_PYTHON = ".".join(map(str, sys.version_info[:3]))  # --version names it, and the build
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,7 +89,8 @@ def build_parser(parser_class: type[_Parser] = _Parser) -> argparse.ArgumentPars
         allow_abbrev=False,  # "--header 5" must not quietly mean --header-read-timeout
     )
     parser.add_argument("app", metavar="APP", help="the application, as MODULE:ATTRIBUTE")
-    parser.add_argument("--version", action="version", version=f"caboose {__version__}")
+    version = f"caboose {__version__}, {build.describe()}, Python {_PYTHON}"
+    parser.add_argument("--version", action="version", version=version)
     groups: dict[str, Any] = {}
     defaults = Config()
     for option in fields(Config):

@@ -19,7 +19,7 @@ from time import monotonic
 from typing import Any, Protocol
 
 from caboose.asgi.files import file_chunks, file_size
-from caboose.core.events import Headers
+from caboose.core.events import AppHeaders, Headers
 from caboose.core.headers import validate_trailers
 from caboose.errors import ClientDisconnected
 
@@ -43,10 +43,10 @@ class StreamSink(Protocol):
     producing more.
     """
 
-    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None: ...
+    def send_informational(self, stream_id: int, status: int, headers: AppHeaders) -> None: ...
 
     def send_head(
-        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool, trailers: bool
+        self, stream_id: int, status: int, headers: AppHeaders, *, end_stream: bool, trailers: bool
     ) -> None:
         """Start the response (``trailers``: a trailer section will follow). The protocol
         validates every field it writes."""
@@ -54,10 +54,10 @@ class StreamSink(Protocol):
     def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None:
         """Body bytes, held by the protocol until they can go."""
 
-    def send_response(self, stream_id: int, status: int, headers: Headers, body: bytes) -> None:
+    def send_response(self, stream_id: int, status: int, headers: AppHeaders, body: bytes) -> None:
         """A whole response in one call: head, all of the body, end (the common case)."""
 
-    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+    def send_trailers(self, stream_id: int, headers: AppHeaders) -> None:
         """The trailer section, after whatever body is still held; it ends the response."""
 
     def writable(self, stream_id: int) -> Awaitable[None]:
@@ -139,7 +139,7 @@ class HTTPStream:
         # RFC 9110 §6.5: trailers only reach a client that said TE: trailers; never for HEAD.
         self._trailers_allowed = accepts_trailers and scope["method"] != "HEAD"
         self._trailers_expected = False
-        self._head: tuple[int, Headers] | None = None
+        self._head: tuple[int, AppHeaders] | None = None
         self._trailers: Headers = []
         # The task running the app, while it may still need cancelling (set by the driver).
         self.task: asyncio.Task[None] | None = None

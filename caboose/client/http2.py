@@ -144,10 +144,10 @@ class H2ClientDriver(ClientDriver):
             self.check_sending(stream)
             allowed = core.sendable(stream_id)
             if len(view) <= allowed:
-                core.send_data(stream_id, view, end_stream=end_stream)  # type: ignore[arg-type]
+                core.send_data(stream_id, view, end_stream=end_stream)
                 break
             if allowed > 0:
-                core.send_data(stream_id, view[:allowed])  # type: ignore[arg-type]
+                core.send_data(stream_id, view[:allowed])
                 view = view[allowed:]
                 self.flush_soon()
             await self.bounded(self._window(stream_id), stream)

@@ -12,9 +12,15 @@ Events are immutable by convention: nothing mutates one after it was emitted. Th
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 Headers = list[tuple[bytes, bytes]]
+# Fields as an application hands them over: ASGI allows any iterable of [name, value] pairs,
+# tuples or lists. The cores validate them while they copy them, so this type stays loose
+# all the way down: a compiled build checks declared types at run time and would otherwise
+# refuse a list of lists that the pure-Python build serves.
+AppHeaders = Iterable[Sequence[bytes]]
 
 
 class Event:

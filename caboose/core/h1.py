@@ -10,6 +10,7 @@ from http import HTTPStatus
 import httptools
 
 from caboose.core.events import (
+    AppHeaders,
     ConnectionTerminated,
     DataReceived,
     Event,
@@ -399,7 +400,7 @@ class H1Connection:
             raise LocalProtocolError(f"stream {stream_id} is not the response due next")
         return self._cycles[0]
 
-    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+    def send_informational(self, stream_id: int, status: int, headers: AppHeaders) -> None:
         """A 1xx response (100 Continue, 103 Early Hints); HTTP/1.0 clients get none."""
         cycle = self._cycle_for(stream_id)
         if cycle.started:
@@ -415,7 +416,7 @@ class H1Connection:
         self.output.append(b"".join(lines))
 
     def switch_protocols(
-        self, stream_id: int, protocol: bytes, headers: Headers | None = None
+        self, stream_id: int, protocol: bytes, headers: AppHeaders | None = None
     ) -> None:
         """Accept the upgrade the request asked for: 101 (RFC 9110 §15.2.2), and from here
         the connection is ``protocol``'s; trailing_data() has what came after the request."""
@@ -445,7 +446,7 @@ class H1Connection:
         self,
         stream_id: int,
         status: int,
-        headers: Headers,
+        headers: AppHeaders,
         *,
         end_stream: bool = False,
         trailers: bool = False,
@@ -457,7 +458,7 @@ class H1Connection:
         if end_stream:
             self._end_body(cycle)
 
-    def send_response(self, stream_id: int, status: int, headers: Headers, body: bytes) -> None:
+    def send_response(self, stream_id: int, status: int, headers: AppHeaders, body: bytes) -> None:
         """A whole response at once: head, the complete body, end; one chunk of output."""
         cycle = self._cycle_for(stream_id)
         lines = self._head(cycle, status, headers, len(body), False)
@@ -470,7 +471,7 @@ class H1Connection:
         self._finish(cycle)
 
     def _head(
-        self, cycle: _Cycle, status: int, headers: Headers, length: int, trailers: bool
+        self, cycle: _Cycle, status: int, headers: AppHeaders, length: int, trailers: bool
     ) -> list[bytes]:
         """The status line and fields of a response, its framing chosen (RFC 9112 §4, §6)."""
         if cycle.started:
@@ -492,7 +493,7 @@ class H1Connection:
         lines.append(b"\r\n")
         return lines
 
-    def _copy_fields(self, cycle: _Cycle, headers: Headers, lines: list[bytes]) -> bool:
+    def _copy_fields(self, cycle: _Cycle, headers: AppHeaders, lines: list[bytes]) -> bool:
         """Validate and copy the app's fields, keeping framing fields for us to decide.
 
         Returns whether the app asked for ``Connection: close``.
@@ -574,7 +575,7 @@ class H1Connection:
                 raise LocalProtocolError("the response ends with its trailers")
             self._end_body(cycle)
 
-    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+    def send_trailers(self, stream_id: int, headers: AppHeaders) -> None:
         """Write the trailer section (RFC 9112 §7.1.2), which ends the response."""
         cycle = self._cycle_for(stream_id)
         if not cycle.trailers:

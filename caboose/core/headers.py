@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
+from caboose.core.events import AppHeaders
 from caboose.errors import LocalProtocolError
 
 # RFC 9110 §5.1: field-name = token; tchar excludes separators, controls and spaces.
@@ -55,12 +55,12 @@ def validate_field(name: bytes, value: bytes) -> None:
         raise LocalProtocolError(f"invalid header value for {name.decode('latin-1')!r}")
 
 
-def validate_fields(headers: Iterable[tuple[bytes, bytes]]) -> None:
+def validate_fields(headers: AppHeaders) -> None:
     for name, value in headers:
         validate_field(name, value)
 
 
-def validate_trailers(headers: Iterable[tuple[bytes, bytes]]) -> None:
+def validate_trailers(headers: AppHeaders) -> None:
     """Refuse trailer fields that RFC 9110 §6.5.1 forbids, and pseudo-headers."""
     for name, value in headers:
         if name.startswith(b":"):

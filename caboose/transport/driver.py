@@ -18,6 +18,7 @@ from typing import Any
 
 from caboose.asgi.http import ASGIApp, Scope
 from caboose.core.events import (
+    AppHeaders,
     ConnectionTerminated,
     DataReceived,
     Event,
@@ -47,13 +48,13 @@ class ServerCore(typing.Protocol):
 
     def receive_data(self, data: bytes) -> list[Event]: ...
 
-    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None: ...
+    def send_informational(self, stream_id: int, status: int, headers: AppHeaders) -> None: ...
 
     def send_head(
         self,
         stream_id: int,
         status: int,
-        headers: Headers,
+        headers: AppHeaders,
         *,
         end_stream: bool = False,
         trailers: bool = False,
@@ -61,9 +62,11 @@ class ServerCore(typing.Protocol):
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None: ...
 
-    def send_trailers(self, stream_id: int, headers: Headers) -> None: ...
+    def send_trailers(self, stream_id: int, headers: AppHeaders) -> None: ...
 
-    def reset_stream(self, stream_id: int, error_code: int = ...) -> None: ...
+    # The default is HTTP/2's CANCEL (RFC 9113 §7), which HTTP/1.1 ignores; a literal rather
+    # than `...`, which a compiled build would evaluate as the default.
+    def reset_stream(self, stream_id: int, error_code: int = 0x8) -> None: ...
 
     def data_to_send(self) -> bytes | bytearray: ...
 
@@ -108,10 +111,17 @@ if typing.TYPE_CHECKING:  # mypy proves that both cores offer the whole interfac
     _H2_IS_A_SERVER_CORE: ServerCore = H2Connection(client_side=False)
 
 
-class Driver(GatedProtocol):
-    """One connection: a core, its streams, and the loop between them."""
+CoreT = typing.TypeVar("CoreT", bound=ServerCore)
 
-    core: ServerCore
+
+class Driver(GatedProtocol, typing.Generic[CoreT]):
+    """One connection: a core, its streams, and the loop between them.
+
+    Generic in its core so that each protocol's driver sees its own core's whole interface
+    while this class sees only ``ServerCore`` (mypyc forbids narrowing an attribute's type
+    in a subclass, which is how this used to be spelled)."""
+
+    core: CoreT
     info: ConnectionInfo
     protocol = ""  # what the metrics call it: HTTP/1.1, HTTP/2
 
@@ -270,21 +280,21 @@ class Driver(GatedProtocol):
 
     # -- the StreamSink every driver is to its streams (asgi/http.py), per protocol --------------
 
-    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+    def send_informational(self, stream_id: int, status: int, headers: AppHeaders) -> None:
         raise NotImplementedError
 
     def send_head(
-        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool, trailers: bool
+        self, stream_id: int, status: int, headers: AppHeaders, *, end_stream: bool, trailers: bool
     ) -> None:
         raise NotImplementedError
 
     def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None:
         raise NotImplementedError
 
-    def send_response(self, stream_id: int, status: int, headers: Headers, body: bytes) -> None:
+    def send_response(self, stream_id: int, status: int, headers: AppHeaders, body: bytes) -> None:
         raise NotImplementedError
 
-    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+    def send_trailers(self, stream_id: int, headers: AppHeaders) -> None:
         raise NotImplementedError
 
     def writable(self, stream_id: int) -> Awaitable[None]:

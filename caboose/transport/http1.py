@@ -12,7 +12,7 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 
-from caboose.core.events import DataReceived, Headers, RequestReceived
+from caboose.core.events import AppHeaders, DataReceived, RequestReceived
 from caboose.core.h1 import ConnectionState, H1Connection
 from caboose.core.headers import has_token
 from caboose.transport.connection import open_stream
@@ -27,10 +27,9 @@ UpgradeHandler = Callable[["H1Driver", RequestReceived], bool]
 FRESH_GRACE = 1.0  # seconds a connection accepted before a shutdown has to bring its request
 
 
-class H1Driver(Driver):
+class H1Driver(Driver[H1Connection]):
     """One HTTP/1.1 connection."""
 
-    core: H1Connection
     protocol = "HTTP/1.1"
 
     def __init__(
@@ -148,19 +147,19 @@ class H1Driver(Driver):
         else:
             self._became_idle()  # a partial next head keeps it busy: checked when the timer fires
 
-    def answer(self, stream_id: int, status: int, headers: Headers, body: bytes) -> None:
+    def answer(self, stream_id: int, status: int, headers: AppHeaders, body: bytes) -> None:
         """Answer a request the driver took no stream for (a refused upgrade), then go on."""
         self.core.send_response(stream_id, status, headers, body)
         self.after_response()
 
     # -- StreamSink: what HTTPStream calls -----------------------------------------------------
 
-    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+    def send_informational(self, stream_id: int, status: int, headers: AppHeaders) -> None:
         self.core.send_informational(stream_id, status, headers)
         self._flush()
 
     def send_head(
-        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool, trailers: bool
+        self, stream_id: int, status: int, headers: AppHeaders, *, end_stream: bool, trailers: bool
     ) -> None:
         self.core.send_head(stream_id, status, headers, end_stream=end_stream, trailers=trailers)
         if end_stream:
@@ -173,11 +172,11 @@ class H1Driver(Driver):
         else:
             self._flush()
 
-    def send_response(self, stream_id: int, status: int, headers: Headers, body: bytes) -> None:
+    def send_response(self, stream_id: int, status: int, headers: AppHeaders, body: bytes) -> None:
         self.core.send_response(stream_id, status, headers, body)
         self.response_done(self.streams[stream_id])
 
-    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+    def send_trailers(self, stream_id: int, headers: AppHeaders) -> None:
         self.core.send_trailers(stream_id, headers)
         self.response_done(self.streams[stream_id])
 
@@ -209,7 +208,10 @@ class H1Driver(Driver):
         if core.state is ConnectionState.DONE:
             self.close()
 
-    flush_output = _flush  # what an upgrade handler calls to send its 101
+    def flush_output(self) -> None:
+        """What an upgrade handler calls to send its 101 (a method, not an alias of _flush:
+        mypyc cannot compile a class attribute bound to a method)."""
+        self._flush()
 
     # -- timers ------------------------------------------------------------------------------
 

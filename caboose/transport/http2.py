@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable
 
-from caboose.core.events import DataReceived, Headers, RequestReceived
+from caboose.core.events import AppHeaders, DataReceived, RequestReceived
 from caboose.core.h2.connection import H2Connection
 from caboose.core.h2.limits import FloodGuard
 from caboose.core.h2.settings import SettingCode
@@ -54,7 +54,7 @@ class HeldOutput:
     def __init__(self, now: float) -> None:
         self.chunks: deque[memoryview] = deque()
         self.end_stream = False
-        self.trailers: Headers | None = None
+        self.trailers: AppHeaders | None = None
         self.since = now  # the last time any of it went out (the write timeout)
         self.waiter: asyncio.Future[None] | None = None  # a sender awaiting writable()
 
@@ -64,10 +64,9 @@ class HeldOutput:
             waiter.set_result(None)
 
 
-class H2Driver(Driver):
+class H2Driver(Driver[H2Connection]):
     """One HTTP/2 connection (server role), from the client preface to GOAWAY."""
 
-    core: H2Connection
     protocol = "HTTP/2"
 
     def __init__(
@@ -230,12 +229,12 @@ class H2Driver(Driver):
 
     # -- StreamSink: what HTTPStream calls -----------------------------------------------------
 
-    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+    def send_informational(self, stream_id: int, status: int, headers: AppHeaders) -> None:
         self.core.send_informational(stream_id, status, headers)
         self._schedule_flush()
 
     def send_head(
-        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool, trailers: bool
+        self, stream_id: int, status: int, headers: AppHeaders, *, end_stream: bool, trailers: bool
     ) -> None:
         self.core.send_head(stream_id, status, self._with_defaults(headers), end_stream=end_stream)
         self._schedule_flush()
@@ -243,11 +242,11 @@ class H2Driver(Driver):
         if end_stream and stream is not None:
             self.response_done(stream)
 
-    def send_response(self, stream_id: int, status: int, headers: Headers, body: bytes) -> None:
+    def send_response(self, stream_id: int, status: int, headers: AppHeaders, body: bytes) -> None:
         self.core.send_head(stream_id, status, self._with_defaults(headers, len(body)))
         self.send_data(stream_id, body, end_stream=True)
 
-    def _with_defaults(self, headers: Headers, length: int = 0) -> Headers:
+    def _with_defaults(self, headers: AppHeaders, length: int = 0) -> AppHeaders:
         """The app's fields plus Server and Date (RFC 9110 §6.6.1), and the length of a body
         given whole (also for HEAD, §9.3.2), unless the app set them."""
         own: set[bytes] | None = None
@@ -288,7 +287,7 @@ class H2Driver(Driver):
             # before more piles up behind it.
             self._flush()
 
-    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+    def send_trailers(self, stream_id: int, headers: AppHeaders) -> None:
         held = self.held.get(stream_id)
         if held is not None:
             held.trailers = headers  # they follow the body still held
@@ -336,14 +335,14 @@ class H2Driver(Driver):
             room = core.sendable(stream_id)
             if len(chunk) > room:
                 if room:
-                    core.send_data(stream_id, bytes(chunk[:room]))
+                    core.send_data(stream_id, chunk[:room])
                     chunks[0] = chunk[room:]
                     held.since = self.loop.time()
                     self._schedule_flush()
                 return
             chunks.popleft()
             end = held.end_stream and not chunks and held.trailers is None
-            core.send_data(stream_id, bytes(chunk), end)
+            core.send_data(stream_id, chunk, end)
             held.since = self.loop.time()
         del self.held[stream_id]
         self._schedule_flush()

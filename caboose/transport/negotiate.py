@@ -151,7 +151,7 @@ def upgrade_to_websocket(driver: H1Driver, event: RequestReceived) -> bool:
     return True
 
 
-def leave(driver: Driver) -> None:
+def leave(driver: Driver[typing.Any]) -> None:
     """The driver hands its connection on: it stops its timers and is no longer counted."""
     driver.stop_timers()
     driver.state.connections.discard(driver)

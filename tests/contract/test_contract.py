@@ -287,8 +287,30 @@ def contract_app(record: Recorder) -> Any:
             watcher.cancel()
             record.stream_done.set()
 
+    async def header_shapes(scope: Any, receive: Any, send: Any) -> None:
+        # ASGI's headers are any iterable of [name, value] pairs: lists of lists, a tuple of
+        # tuples, a generator. The compiled build checks declared types at run time, so
+        # this is where a too-narrow annotation in a bridge or a core would show.
+        whole = scope["query_string"] == b"whole"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": ([b"x-list", b"1"], (b"x-tuple", b"2")),
+                "trailers": not whole,
+            }
+        )
+        if whole:
+            await send({"type": "http.response.body", "body": b"whole"})
+            return
+        await send({"type": "http.response.body", "body": b"str", "more_body": True})
+        await send({"type": "http.response.body", "body": b"eamed"})
+        pairs = ([name, value] for name, value in [(b"x-gen", b"3")])
+        await send({"type": "http.response.trailers", "headers": pairs})
+
     routes = {
         "/hello": hello,
+        "/header-shapes": header_shapes,
         "/echo": echo,
         "/trailers": with_trailers,
         "/fail-before": fail_before,
@@ -339,6 +361,15 @@ def test_response_trailers_with_te(client: Client, port: int) -> None:
     reply = client.fetch(port, b"GET", b"/trailers", headers=TE)
     assert reply.status == 200 and reply.complete
     assert reply.body == b"hello" and reply.trailers == [(b"x-checksum", b"abc")]
+
+
+@pytest.mark.parametrize("query", ["whole", "streamed"])
+def test_headers_as_lists_tuples_and_generators(client: Client, port: int, query: str) -> None:
+    reply = client.fetch(port, b"GET", b"/header-shapes?" + query.encode(), headers=TE)
+    assert reply.status == 200 and reply.complete
+    assert reply.header(b"x-list") == b"1" and reply.header(b"x-tuple") == b"2"
+    assert reply.body == (b"whole" if query == "whole" else b"streamed")
+    assert reply.trailers == ([] if query == "whole" else [(b"x-gen", b"3")])
 
 
 def test_response_trailers_dropped_without_te(client: Client, port: int) -> None:

@@ -19,10 +19,10 @@ through ``acknowledge()``, so the application's pace is what the peer sees (§5.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Final
 
-from caboose.core.events import Event, Headers, StreamReset
+from caboose.core.events import AppHeaders, Event, StreamReset
 from caboose.errors import ErrorCode, LocalProtocolError
 
 from . import frames as fr
@@ -179,9 +179,7 @@ class H2Connection(Receiver):
 
     # -- commands: streams -----------------------------------------------------------------
 
-    def send_headers(
-        self, stream_id: int, headers: Iterable[tuple[bytes, bytes]], end_stream: bool = False
-    ) -> None:
+    def send_headers(self, stream_id: int, headers: AppHeaders, end_stream: bool = False) -> None:
         """Send a head: a request (client role, opens the stream) or a response with
         ``:status`` (server role). Pseudo-headers come first (§8.3)."""
         self._check_usable()
@@ -207,7 +205,7 @@ class H2Connection(Receiver):
         self,
         stream_id: int,
         status: int,
-        headers: Iterable[tuple[bytes, bytes]],
+        headers: AppHeaders,
         *,
         end_stream: bool = False,
         trailers: bool = False,
@@ -225,7 +223,7 @@ class H2Connection(Receiver):
         fields = [_STATUS_FIELDS[status], *outgoing_fields(headers)]
         self._write_head(stream, fields, end_stream)
 
-    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+    def send_informational(self, stream_id: int, status: int, headers: AppHeaders) -> None:
         """Send a 1xx head (§8.1): 100 Continue, 103 Early Hints; never 101 (§8.6)."""
         self._response_stream(stream_id)
         if not 100 <= status < 200 or status == 101:
@@ -261,8 +259,11 @@ class H2Connection(Receiver):
         if end_stream:
             self._end_local(stream)
 
-    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
-        """Send body bytes, at most ``sendable(stream_id)`` of them (split into frames)."""
+    def send_data(self, stream_id: int, data: fr.BytesLike, end_stream: bool = False) -> None:
+        """Send body bytes, at most ``sendable(stream_id)`` of them (split into frames).
+
+        A memoryview is welcome (a slice of a body larger than the window): the frame copies
+        it into the output buffer, so the caller may release it at once."""
         self._check_usable()
         stream = self._sending_stream(stream_id)
         if not stream.head_sent:
@@ -299,7 +300,7 @@ class H2Connection(Receiver):
         if end_stream:
             self._end_local(stream)
 
-    def send_trailers(self, stream_id: int, headers: Iterable[tuple[bytes, bytes]]) -> None:
+    def send_trailers(self, stream_id: int, headers: AppHeaders) -> None:
         """Send the trailer section: HEADERS with END_STREAM, no pseudo-headers (§8.1)."""
         self._check_usable()
         stream = self._sending_stream(stream_id)

@@ -7,8 +7,9 @@ from collections.abc import Iterable
 from typing import Final, TypeAlias
 
 from caboose.core.h2 import huffman
+from caboose.core.h2.errors import HeaderListTooLarge, HPACKDecodingError, HuffmanDecodingError
 from caboose.core.h2.hpack_tables import STATIC_TABLE
-from caboose.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from caboose.errors import LocalProtocolError
 
 Field: TypeAlias = tuple[bytes, bytes]
 # What Encoder.encode accepts: a field, or (name, value, True) for a sensitive one (§6.2.3).
@@ -28,21 +29,6 @@ _NO_FIELDS: Final[frozenset[int]] = frozenset()
 _BLOCK_CACHE_ENTRIES: Final = 128
 _BLOCK_CACHE_MAX_OCTETS: Final = 256
 _FIELD_CACHE_ENTRIES: Final = 512
-
-
-class HPACKDecodingError(RemoteProtocolError):
-    """The peer sent a malformed field block (RFC 7541 §2.1): a connection COMPRESSION_ERROR."""
-
-    default_code = ErrorCode.COMPRESSION_ERROR
-
-
-class HeaderListTooLarge(RemoteProtocolError):
-    """A decoded field list exceeded max_header_list_size (§4.1 sizes); the table stays in sync.
-
-    The connection survives: it answers with a stream error or a 431 response.
-    """
-
-    default_status = 431
 
 
 def decode_integer(data: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:
@@ -106,7 +92,7 @@ def _decode_string(data: bytes, pos: int) -> tuple[bytes, int]:
         return data[pos:end], end
     try:
         return huffman.decode(data[pos:end]), end
-    except huffman.HuffmanDecodingError as exc:
+    except HuffmanDecodingError as exc:
         raise HPACKDecodingError(str(exc)) from exc
 
 
@@ -353,11 +339,13 @@ class Encoder:
         self._evict(self._pending_min)
         self._table_changed()
 
-    def encode(self, headers: Iterable[HeaderField], huffman: bool = True) -> bytes:
+    def encode(self, headers: Iterable[object], huffman: bool = True) -> bytes:
         """Encode one field block; ``huffman`` allows Huffman-coded strings where not longer.
 
-        A field may be (name, value, True) to send it "never indexed" (§6.2.3); authorization
-        and short cookie fields always are.
+        Each field is a ``HeaderField``: it may be (name, value, True) to send it "never
+        indexed" (§6.2.3); authorization and short cookie fields always are. Typed ``object``
+        because anything else is refused here, with a LocalProtocolError, not by the
+        run-time type checks of a compiled build.
         """
         out: list[bytes] = []
         if self._pending_min is not None:
@@ -383,7 +371,7 @@ class Encoder:
             return first
         return first + encode_integer(self._max_size, 5, 0x20)
 
-    def _encode_field(self, field: HeaderField, huffman_ok: bool) -> bytes:
+    def _encode_field(self, field: object, huffman_ok: bool) -> bytes:
         name, value, sensitive = _unpack(field)
         if sensitive or name in _SENSITIVE or (name == b"cookie" and len(value) < _SHORT_COOKIE):
             return self._literal(name, value, 0x10, huffman_ok)[0]  # §6.2.3, never cached
@@ -459,7 +447,7 @@ class Encoder:
         self._reps[1].clear()
 
 
-def _unpack(field: tuple[object, ...]) -> tuple[bytes, bytes, bool]:
+def _unpack(field: object) -> tuple[bytes, bytes, bool]:
     if not isinstance(field, tuple):
         raise LocalProtocolError(f"a header field is a tuple, not {field!r}")
     if len(field) == 2:

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from caboose.core.h2.errors import HuffmanDecodingError
 from caboose.core.h2.hpack_tables import HUFFMAN_CODES
-from caboose.errors import ErrorCode, RemoteProtocolError
 
 EOS: Final = 256
-
-
-class HuffmanDecodingError(RemoteProtocolError):
-    """A Huffman-coded string is malformed (RFC 7541 §5.2): a COMPRESSION_ERROR."""
-
-    default_code = ErrorCode.COMPRESSION_ERROR
 
 
 # Encoding: each octet's code as a string of '0'/'1', so a whole string is one C-level

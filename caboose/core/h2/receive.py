@@ -27,7 +27,7 @@ from caboose.errors import ErrorCode, RemoteProtocolError
 
 from . import frames as fr
 from .base import ConnectionBase, ConnectionState, PendingBlock, S, connection_error, count
-from .hpack import HeaderListTooLarge
+from .errors import HeaderListTooLarge
 from .settings import UNLIMITED
 from .stream import (
     NO_BODY_STATUSES,

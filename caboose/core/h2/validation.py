@@ -9,9 +9,9 @@ into RST_STREAM. Sections we are asked to send are checked by ``outgoing_*`` and
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Final, NoReturn
 
+from caboose.core.events import AppHeaders
 from caboose.core.headers import CONNECTION_SPECIFIC
 from caboose.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 
@@ -242,7 +242,7 @@ def check_trailers(fields: list[Field], stream_id: int) -> list[Field]:
 # --- sending ---------------------------------------------------------------------------------
 
 
-def outgoing_fields(headers: Iterable[tuple[bytes, bytes]]) -> list[Field]:
+def outgoing_fields(headers: AppHeaders) -> list[Field]:
     """Regular fields to send: validated, names lower-cased (§8.2), and connection-specific
     fields dropped (§8.2.2: an application written for HTTP/1.1 may still set them).
     """
@@ -271,7 +271,7 @@ def outgoing_fields(headers: Iterable[tuple[bytes, bytes]]) -> list[Field]:
     return out
 
 
-def outgoing_trailers(headers: Iterable[tuple[bytes, bytes]]) -> list[Field]:
+def outgoing_trailers(headers: AppHeaders) -> list[Field]:
     """A trailer section to send: regular fields only (§8.1)."""
     fields = list(headers)
     for field in fields:
@@ -280,7 +280,7 @@ def outgoing_trailers(headers: Iterable[tuple[bytes, bytes]]) -> list[Field]:
     return outgoing_fields(fields)
 
 
-def split_pseudo(headers: Iterable[tuple[bytes, bytes]]) -> tuple[dict[bytes, bytes], list[Field]]:
+def split_pseudo(headers: AppHeaders) -> tuple[dict[bytes, bytes], list[Field]]:
     """Split a head given with pseudo-headers first into (pseudo-headers, regular fields)."""
     pseudo: dict[bytes, bytes] = {}
     regular: list[Field] = []
@@ -298,7 +298,7 @@ def split_pseudo(headers: Iterable[tuple[bytes, bytes]]) -> tuple[dict[bytes, by
 _REQUEST_PSEUDO: Final = (b":method", b":scheme", b":authority", b":path", b":protocol")
 
 
-def outgoing_request(headers: Iterable[tuple[bytes, bytes]]) -> tuple[list[Field], bytes]:
+def outgoing_request(headers: AppHeaders) -> tuple[list[Field], bytes]:
     """A request head to send (client role): pseudo-headers first (§8.3.1); and its method."""
     pseudo, regular = split_pseudo(headers)
     unknown = set(pseudo) - set(_REQUEST_PSEUDO)

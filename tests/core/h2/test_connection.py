@@ -51,10 +51,10 @@ class Pair:
             to_client = self.server.data_to_send()
             if not to_server and not to_client:
                 return client_events, server_events
-            if to_server:
-                server_events += self.server.receive_data(to_server)
+            if to_server:  # bytes, as a transport gives (data_to_send may be a bytearray)
+                server_events += self.server.receive_data(bytes(to_server))
             if to_client:
-                client_events += self.client.receive_data(to_client)
+                client_events += self.client.receive_data(bytes(to_client))
 
     def request(self, fields: list[tuple[bytes, bytes]] = REQUEST, end_stream: bool = True) -> int:
         stream_id = self.client.get_next_available_stream_id()
@@ -393,7 +393,7 @@ def test_ping_flood_is_calmed() -> None:
     pair = Pair(server={"flood": FloodGuard(max_unflushed_acks=10)})
     for _ in range(11):
         pair.client.ping(b"floodpin")
-    events = pair.server.receive_data(pair.client.data_to_send())
+    events = pair.server.receive_data(bytes(pair.client.data_to_send()))
     assert isinstance(events[-1], ConnectionTerminated)
     assert events[-1].error_code == ErrorCode.ENHANCE_YOUR_CALM
 

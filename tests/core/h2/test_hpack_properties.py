@@ -9,7 +9,8 @@ import hpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from caboose.core.h2.hpack import Decoder, Encoder, HeaderListTooLarge, HPACKDecodingError
+from caboose.core.h2.errors import HeaderListTooLarge, HPACKDecodingError
+from caboose.core.h2.hpack import Decoder, Encoder
 from caboose.core.h2.hpack_tables import STATIC_TABLE
 
 COMMON_NAMES = sorted({name for name, _ in STATIC_TABLE} | {b"x-custom", b"x-trace"})

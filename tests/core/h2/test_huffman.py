@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from caboose.core.h2 import huffman
+from caboose.core.h2.errors import HuffmanDecodingError
 from caboose.core.h2.hpack_tables import HUFFMAN_CODES
 from caboose.errors import ErrorCode, RemoteProtocolError
 from tests.testdata import RFC7541
@@ -78,7 +79,7 @@ def test_padding_of_up_to_seven_ones_is_accepted() -> None:
     ],
 )
 def test_malformed_strings_are_compression_errors(wire: bytes, reason: str) -> None:
-    with pytest.raises(huffman.HuffmanDecodingError, match=reason) as info:
+    with pytest.raises(HuffmanDecodingError, match=reason) as info:
         huffman.decode(wire)
     assert info.value.code == ErrorCode.COMPRESSION_ERROR
 

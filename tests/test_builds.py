@@ -1,0 +1,117 @@
+"""The two builds (setup.py, caboose/_impl.py): which one runs, and what forces either.
+
+``make test`` runs the whole suite twice, with CABOOSE_COMPILED=1 and =0; these tests check
+the switch itself, in fresh interpreters, whichever of the two runs them.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+import caboose
+from caboose import _impl
+
+ROOT = Path(__file__).resolve().parent.parent
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]  # .cpython-311-x86_64-linux-gnu.so
+HOT = "caboose.core.h2.connection"  # one module setup.py compiles
+
+
+def _python(code: str, compiled: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "CABOOSE_COMPILED"}
+    if compiled is not None:
+        env["CABOOSE_COMPILED"] = compiled
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_suite_runs_the_build_it_was_asked_for() -> None:
+    wanted = os.environ.get("CABOOSE_COMPILED")
+    module = sys.modules[HOT]
+    if wanted == "1":
+        assert caboose.build.compiled and module.__file__ and module.__file__.endswith(SUFFIX)
+    elif wanted == "0":
+        assert not caboose.build.compiled and module.__file__ and module.__file__.endswith(".py")
+
+
+def test_zero_imports_every_module_from_its_source() -> None:
+    result = _python(
+        "import caboose, caboose.core.h2.connection as m, caboose.transport.http2 as t;"
+        "print(caboose.build.compiled, m.__file__, t.__file__)",
+        "0",
+    )
+    assert result.returncode == 0, result.stderr
+    compiled, *files = result.stdout.split()
+    assert compiled == "False" and all(name.endswith(".py") for name in files)
+
+
+def test_one_runs_the_compiled_build_or_says_why_not() -> None:
+    result = _python("import caboose.core.h2.connection as m; print(m.__file__)", "1")
+    if _impl._compiled_modules() and _impl._stale(_impl._compiled_modules()) is None:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().endswith(SUFFIX)
+    else:  # no build here (make test-pure on a fresh clone): a clear error, not pure Python
+        assert result.returncode == 1
+        assert "ImportError: CABOOSE_COMPILED=1 but " in result.stderr
+
+
+def test_version_names_the_build_and_the_python() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "caboose", "--version"],
+        cwd=ROOT,
+        env={**os.environ, "CABOOSE_COMPILED": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    python = ".".join(map(str, sys.version_info[:3]))
+    expected = f"caboose {caboose.__version__}, pure Python (CABOOSE_COMPILED=0), Python {python}"
+    assert result.stdout.strip() == expected
+
+
+def test_a_bad_value_is_refused_by_name() -> None:
+    with pytest.raises(ImportError, match="CABOOSE_COMPILED must be 0 or 1, not 'yes'"):
+        _impl.choose({"CABOOSE_COMPILED": "yes"})
+
+
+def _package(tmp_path: Path, source_newer: bool) -> Path:
+    package = tmp_path / "caboose"
+    (package / "core").mkdir(parents=True)
+    source = package / "core" / "h1.py"
+    module = package / "core" / f"h1{SUFFIX}"
+    source.write_text("")
+    module.write_bytes(b"")
+    older, newer = 1_700_000_000, 1_700_000_100
+    os.utime(source, (newer, newer) if source_newer else (older, older))
+    os.utime(module, (older, older) if source_newer else (newer, newer))
+    return package
+
+
+def test_a_fresh_build_is_chosen(tmp_path: Path) -> None:
+    build = _impl.choose({}, _package(tmp_path, source_newer=False))
+    assert build.compiled and build.modules == 1
+    assert build.describe() == "compiled with mypyc (1 modules)"
+
+
+def test_a_stale_build_falls_back_to_pure_python_with_a_warning(tmp_path: Path) -> None:
+    package = _package(tmp_path, source_newer=True)
+    with pytest.warns(RuntimeWarning, match=r"older than caboose/core/h1.py"):
+        build = _impl.choose({}, package)
+    assert not build.compiled
+    with pytest.raises(ImportError, match=r"CABOOSE_COMPILED=1 but .* rebuild"):
+        _impl.choose({"CABOOSE_COMPILED": "1"}, package)
+
+
+def test_no_build_is_pure_python_without_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "caboose").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build = _impl.choose({}, tmp_path / "caboose")
+    assert build.describe() == "pure Python (no compiled modules are installed)"
