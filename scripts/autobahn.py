@@ -51,12 +51,24 @@ def python27() -> str:
 
 
 def install(python: str) -> None:
+    """Into a private folder, renamed into place when complete: two test runs in one clone
+    (two Pythons, say) may install at once, and neither may use the other's half install."""
     if (SUITE / "autobahntestsuite").is_dir():
         return
     print("autobahn: installing autobahntestsuite for Python 2.7 into .autobahn/", flush=True)
-    command = [python, "-m", "pip", "install", "-q", "--target", str(SUITE), "autobahntestsuite"]
-    subprocess.run(command, check=True, stderr=subprocess.DEVNULL)
-    (SUITE / "zope" / "__init__.py").touch()
+    SUITE.parent.mkdir(exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=SUITE.parent, prefix="installing-"))
+    try:
+        command = [python, "-m", "pip", "install", "-q", "--target", str(scratch)]
+        subprocess.run([*command, "autobahntestsuite"], check=True, stderr=subprocess.DEVNULL)
+        (scratch / "zope" / "__init__.py").touch()
+        try:
+            os.rename(scratch, SUITE)
+        except OSError:
+            if not (SUITE / "autobahntestsuite").is_dir():  # not another run's complete one
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def serve(options: dict[str, Any]) -> tuple[Server, threading.Thread]:

@@ -8,12 +8,12 @@ Everything nginx writes (pid, logs, temp files) lives in a temporary folder; it 
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.ports import PortTaken, listening, on_a_free_port
 from tests.serving import tool
 
 CONFIG = """
@@ -44,13 +44,6 @@ http {{
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 GRPC = "grpc_pass {upstream}; grpc_read_timeout 60s; grpc_send_timeout 60s;"
 
 
@@ -60,13 +53,18 @@ def grpc_proxy(prefix: Path, upstream: str) -> contextlib.AbstractContextManager
     return proxy(prefix, GRPC.format(upstream=upstream), http2=True)
 
 
-@contextlib.contextmanager
-def proxy(prefix: Path, location: str, *, http2: bool = False) -> Iterator[int]:
+def proxy(
+    prefix: Path, location: str, *, http2: bool = False
+) -> contextlib.AbstractContextManager[int]:
     """Run nginx with ``location`` as the body of its ``location /`` until the block ends;
     yields the port it listens on (h2c when ``http2``, else HTTP/1.1)."""
+    return on_a_free_port(lambda port: _proxy(prefix, location, port, http2))
+
+
+@contextlib.contextmanager
+def _proxy(prefix: Path, location: str, port: int, http2: bool) -> Iterator[int]:
     (prefix / "tmp").mkdir(parents=True, exist_ok=True)
     (prefix / "tmp").chmod(0o777)  # the worker may run as an unprivileged user
-    port = free_port()
     config = prefix / "nginx.conf"
     listen = "http2" if http2 else ""
     config.write_text(CONFIG.format(prefix=prefix, port=port, listen=listen, location=location))
@@ -89,8 +87,10 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
     while time.monotonic() < deadline:
         if process.poll() is not None:
             errors = log.read_text() if log.exists() else ""
+            if "Address already in use" in errors:
+                raise PortTaken(errors)
             raise RuntimeError(f"nginx exited with {process.returncode}: {errors}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        if listening(process.pid, port):
             return
         time.sleep(0.05)
     raise RuntimeError(f"nginx did not listen on 127.0.0.1:{port} within 10 s")

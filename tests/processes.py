@@ -34,6 +34,7 @@ class Supervised:
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
         self.lines: list[str] = []
+        self._drained = False
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -44,11 +45,21 @@ class Supervised:
             self.lines.append(line.rstrip())
 
     def log(self) -> str:
+        self._drain()
         return "\n".join(self.lines)
 
     def count(self, text: str) -> int:
         """How many log lines contain ``text``."""
+        self._drain()
         return sum(text in line for line in list(self.lines))
+
+    def _drain(self) -> None:
+        """Once the process has exited, its last lines may still be in the pipe, unread by the
+        reader thread: wait for them (up to the pipe's end, which a worker left alive would
+        hold open: then once, for a second)."""
+        if not self._drained and self.process.poll() is not None:
+            self._drained = True
+            self.reader.join(1)
 
     @property
     def port(self) -> int:
@@ -110,6 +121,33 @@ def fetch(port: int, path: str = "/", timeout: float = 5.0) -> bytes:
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 "), data
     return body
+
+
+class InFlight:
+    def __init__(self, sock: socket.socket, head: bytes, body: bytes) -> None:
+        self.sock, self.head, self.body = sock, head, body
+
+    def rest(self) -> bytes:
+        """The body, read until the server closes the connection."""
+        while chunk := self.sock.recv(65536):
+            self.body += chunk
+        return self.body
+
+
+@contextmanager
+def in_flight(port: int, path: str, timeout: float = 10.0) -> Iterator[InFlight]:
+    """A GET whose response head (with a first part of the body) has arrived: the app is
+    serving it now. Signalling the server after this, not after a guessed sleep, keeps a busy
+    machine from racing the request."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed before the response head: {received!r}"
+            received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        yield InFlight(sock, head, body)
 
 
 def get(port: int, path: str = "/", timeout: float = 5.0) -> int:

@@ -15,10 +15,13 @@ Run it as a script to generate into another folder: ``python stubs.py OUT_DIR``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import shutil
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -69,6 +72,25 @@ def generate(out: Path) -> None:
     (out / "echo" / "__init__.py").touch()
 
 
+def generate_in_place(out: Path) -> None:
+    """Generate into a folder beside ``out``, then rename it into place in one step: several
+    processes (pytest-xdist's workers) may load at once, and none may import stubs that
+    another is still writing."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-new-"))
+    stale = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-old-"))
+    try:
+        generate(scratch)
+        if out.exists() and not is_fresh(out):  # older than the .proto: moved aside
+            with contextlib.suppress(OSError):
+                os.rename(out, stale / out.name)
+        with contextlib.suppress(OSError):  # another process's fresh stubs are there: kept
+            os.rename(scratch, out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def is_fresh(out: Path) -> bool:
     stamp = out / "echo" / "echo_connect.py"
     return stamp.exists() and stamp.stat().st_mtime >= PROTO.stat().st_mtime
@@ -78,7 +100,7 @@ def load(flavour: str, out: Path = DEFAULT_OUT) -> ModuleType:
     """Generate into ``out`` unless fresh stubs are there, then import ``echo.<flavour>``
     (``echo_pb2``, ``echo_pb2_grpc``, ``echo_grpc`` or ``echo_connect``)."""
     if not is_fresh(out):
-        generate(out)
+        generate_in_place(out)
     if str(out) not in sys.path:
         sys.path.insert(0, str(out))
     return importlib.import_module(f"echo.{flavour}")

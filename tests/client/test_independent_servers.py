@@ -8,22 +8,30 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from caboose.client import Client, CloseReason
 from tests.client.h2server import run
-from tests.nginx import free_port, wait_for_port
+from tests.nginx import wait_for_port
+from tests.ports import on_a_free_port
 from tests.serving import ROOT, tool
 from tests.tls import TestCertificate, issue_certificate
 
 PAGE = b"<h1>caboose</h1>\n" * 4096  # 69,632 bytes: more than one window of 65,535
 
 
+def started(
+    command: Callable[[int], list[str]], log: Path
+) -> contextlib.AbstractContextManager[int]:
+    """The server ``command(port)`` runs, on a free port, until the block ends."""
+    return on_a_free_port(lambda port: _started(command(port), port, log))
+
+
 @contextlib.contextmanager
-def started(args: list[str], port: int, log: Path) -> Iterator[int]:
+def _started(args: list[str], port: int, log: Path) -> Iterator[int]:
     with log.open("wb") as output:
         process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
     try:
@@ -43,11 +51,13 @@ def nghttpd(folder: Path, cert: TestCertificate | None, *extra: str) -> Iterator
     htdocs = folder / "htdocs"
     htdocs.mkdir(exist_ok=True)
     (htdocs / "page.html").write_bytes(PAGE)
-    port = free_port()
-    args = [tool("nghttpd"), "-a", "127.0.0.1", "-d", str(htdocs), *extra, str(port)]
-    args += [str(cert.key), str(cert.cert)] if cert else ["--no-tls"]
-    with started(args, port, folder / "nghttpd.log") as running_port:
-        yield running_port
+    keys = [str(cert.key), str(cert.cert)] if cert else ["--no-tls"]
+
+    def command(port: int) -> list[str]:
+        return [tool("nghttpd"), "-a", "127.0.0.1", "-d", str(htdocs), *extra, str(port), *keys]
+
+    with started(command, folder / "nghttpd.log") as port:
+        yield port
 
 
 @pytest.fixture(params=["h2c", "tls"])
@@ -155,14 +165,16 @@ def test_nginx_over_tls(tmp_path: Path, http2: bool) -> None:
     root = tmp_path / "root"
     root.mkdir()
     (root / "page.html").write_bytes(PAGE)
-    port = free_port()
     config = tmp_path / "nginx.conf"
-    config.write_text(
-        NGINX.format(prefix=tmp_path, port=port, cert=cert.cert, key=cert.key, root=root)
-    )
-    args = [tool("nginx"), "-p", str(tmp_path), "-c", str(config), "-e", str(tmp_path / "e.log")]
 
-    async def scenario() -> None:
+    def command(port: int) -> list[str]:
+        config.write_text(
+            NGINX.format(prefix=tmp_path, port=port, cert=cert.cert, key=cert.key, root=root)
+        )
+        errors = str(tmp_path / "e.log")
+        return [tool("nginx"), "-p", str(tmp_path), "-c", str(config), "-e", errors]
+
+    async def scenario(port: int) -> None:
         async with Client(timeout=10, verify=str(cert.ca), http2=http2) as client:
             for _ in range(3):
                 page = await client.get(f"https://localhost:{port}/page.html")
@@ -174,5 +186,5 @@ def test_nginx_over_tls(tmp_path: Path, http2: bool) -> None:
         if http2:  # nginx sends trailers on HTTP/2 and on chunked HTTP/1.1 responses only
             assert page.trailers["x-served-by"] == "nginx"
 
-    with started(args, port, tmp_path / "nginx.out"):
-        run(scenario())
+    with started(command, tmp_path / "nginx.out") as port:
+        run(scenario(port))

@@ -156,7 +156,7 @@ def test_200_concurrent_unary_calls_on_one_channel(stub: Any) -> None:
     assert [f.result().message for f in futures] == [str(i) for i in range(expect.CONCURRENT)]
 
 
-def test_5000_sequential_unary_calls_on_one_channel(stub: Any) -> None:
+def test_2500_sequential_unary_calls_on_one_channel(stub: Any) -> None:
     for i in range(expect.SEQUENTIAL):
         assert stub.Unary(pb.EchoRequest(message=str(i)), timeout=10).message == str(i)
 

@@ -14,7 +14,7 @@ import pytest
 
 from examples.grpc_echo import stubs
 from tests.grpc import expect
-from tests.nginx import free_port
+from tests.ports import free_port
 from tests.serving import ROOT
 
 pb = expect.pb

@@ -212,7 +212,7 @@ def test_200_concurrent_unary_calls_on_one_channel(target: Target) -> None:
     assert with_stub(target, body) == [str(i) for i in range(expect.CONCURRENT)]
 
 
-def test_5000_sequential_unary_calls_on_one_channel(target: Target) -> None:
+def test_2500_sequential_unary_calls_on_one_channel(target: Target) -> None:
     async def body(stub: Any) -> None:
         for i in range(expect.SEQUENTIAL):
             reply = await stub.Unary(pb.EchoRequest(message=str(i)), timeout=10)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port, listening
 from tests.serving import run_tool
 from tests.tls import issue_certificate
 
@@ -98,12 +99,6 @@ def test_lifespan_startup_failure_exits_non_zero_with_the_app_message(tmp_path: 
     assert "database unreachable" in one_line_error(result)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def serve_cli(*args: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     process = subprocess.Popen(
@@ -112,20 +107,20 @@ def serve_cli(*args: str) -> tuple[subprocess.Popen[str], int]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    if wait_for_port(port):
+    if wait_for_port(process, port):
         return process, port
     process.kill()
     raise AssertionError("server did not start")
 
 
-def wait_for_port(port: int, timeout: float = 10) -> bool:
+def wait_for_port(process: subprocess.Popen[str], port: int, timeout: float = 10) -> bool:
+    """Whether ``process`` listens on ``port`` within ``timeout`` (its own socket, not one that
+    another test run holds there)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    while time.monotonic() < deadline and process.poll() is None:
+        if listening(process.pid, port):
             return True
-        except OSError:
-            time.sleep(0.05)
+        time.sleep(0.05)
     return False
 
 
@@ -242,7 +237,7 @@ def test_env_file_reaches_the_app_and_sets_caboose_options(tmp_path: Path) -> No
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
-        assert wait_for_port(port), "the port from the env file was not served"
+        assert wait_for_port(process, port), "the port from the env file was not served"
         assert run_tool("curl", "-s", f"http://127.0.0.1:{port}/").stdout == b"hello from .env"
     finally:
         stop(process)

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -24,6 +23,7 @@ from caboose.errors import ConfigError
 from caboose.logs import JSONFormatter, TextFormatter
 from caboose.transport.access import ATOMS, check_format
 from tests.h2peer import settle
+from tests.ports import free_port, listening
 from tests.processes import ROOT, Supervised, caboose_process
 
 APP = """
@@ -142,24 +142,11 @@ def test_log_config_ini_file_and_the_log_level_over_it(tmp_path: Path) -> None:
     with caboose(
         tmp_path, "--log-config", "logging.ini", "--log-level", "warning", "--port", str(port)
     ) as quiet:
-        assert settle(lambda: answers(port), 15), quiet.log()
+        assert settle(lambda: listening(quiet.process.pid, port), 15), quiet.log()
         assert httpx.get(f"http://127.0.0.1:{port}/boom").status_code == 500
         assert settle(lambda: "Exception in ASGI application" in quiet.log(), 10)
     lines = [json.loads(line) for line in quiet.lines]
     assert {line["level"] for line in lines} == {"ERROR"}, lines  # no INFO, no access lines
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def answers(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_log_config_yaml_file(tmp_path: Path) -> None:
