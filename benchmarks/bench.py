@@ -902,16 +902,22 @@ def _grpc(name: str, description: str, rpc: str, stream: bool, h2load: bool) -> 
 # Scale: the servers as above, plus what lets them hold the load. Idle connections are kept for
 # 600 s (caboose, uvicorn and hypercorn close them after 5 s by default, h2corn after 120 s,
 # granian's HTTP/1.1 waits at most 60 s for a next request head), and 1,000 concurrent streams
-# are allowed on a connection where an option says so: uvicorn with zttp has none (the table
-# shows what each server advertises).
+# are allowed on a connection where an option says so: uvicorn with zttp has none, hypercorn
+# takes 999 at most (see hypercorn-scale.toml); the table shows what each server advertises.
+# granian serves at most --backpressure connections at once (default: backlog / workers, 1,024)
+# and leaves the others unanswered, so it gets room for the 10,000 idle ones.
 SCALE_STREAMS = 1000
 KEEP_IDLE = " --timeout-keep-alive 600"
 SCALE_CABOOSE = Server(
     "caboose", CABOOSE.command + KEEP_IDLE + f" --http2-max-concurrent-streams {SCALE_STREAMS}"
 )
-SCALE_GRANIAN_H1 = Server("granian", GRANIAN_H1.command + " --http1-header-read-timeout 60000")
+GRANIAN_ROOM = " --backpressure 16384"
+SCALE_GRANIAN_H1 = Server(
+    "granian", GRANIAN_H1.command + GRANIAN_ROOM + " --http1-header-read-timeout 60000"
+)
 SCALE_GRANIAN_H2 = Server(
-    "granian", GRANIAN_H2.command + f" --http2-max-concurrent-streams {SCALE_STREAMS}"
+    "granian",
+    GRANIAN_H2.command + GRANIAN_ROOM + f" --http2-max-concurrent-streams {SCALE_STREAMS}",
 )
 SCALE_H2CORN = Server(
     "h2corn", H2CORN_HTTP.command + KEEP_IDLE + f" --max-concurrent-streams {SCALE_STREAMS}"
@@ -961,7 +967,7 @@ def _idle(protocol: str, h2: bool) -> Scenario:
         " one GET /, scale_load.py",
         tool=sys.executable,
         load="{python} {here}/scale_load.py idle {url} --server-pid {pid}"
-        " --connections {connections}" + (" --h2" if h2 else ""),
+        " --connections {connections} --timeout 120" + (" --h2" if h2 else ""),
         parse=parse_idle,
         probe=probe_h2c if h2 else probe_h1,
         servers=SCALE_H2 if h2 else SCALE_H1,

@@ -5,7 +5,8 @@
 
 ``idle`` measures what idle keep-alive connections cost a server: it reads the server's RSS
 (its process tree, from /proc), opens ``--connections`` connections to URL, at most
-``--concurrency`` being set up at a time, makes one GET on each (HTTP/1.1; or, with ``--h2``,
+``--concurrency`` being set up at a time and all within ``--timeout`` seconds (those not
+answered by then count as failed), makes one GET on each (HTTP/1.1; or, with ``--h2``,
 the HTTP/2 preface, SETTINGS both ways and one GET as stream 1) and keeps them all open and
 idle. Once every one is open it waits ``--settle`` seconds, reads the server's RSS again and
 closes them (with RST, so that 10,000 client sockets per run leave no TIME_WAIT behind), then
@@ -123,23 +124,30 @@ class Idle(asyncio.Protocol):
 
 
 async def open_one(
-    url: urllib.parse.SplitResult, h2: bool, gate: asyncio.Semaphore, timeout: float
+    url: urllib.parse.SplitResult, h2: bool, gate: asyncio.Semaphore, deadline: float
 ) -> Idle | str:
+    """One connection and its answer, or why not by ``deadline`` (the loop's clock)."""
     host, port, path = url.hostname or "127.0.0.1", url.port or 80, url.path or "/"
     if h2:
         request = h2_request(host, port, path)
     else:
         request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
     loop = asyncio.get_running_loop()
+    conn = None
     async with gate:
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: Idle(request, h2), host, port), timeout
-            )
-            error = await asyncio.wait_for(asyncio.shield(conn.answered), timeout)
-        except (OSError, TimeoutError) as exc:
-            return f"{exc.__class__.__name__}: {exc}"
-    return conn if error is None else error
+            async with asyncio.timeout_at(deadline):
+                _, conn = await loop.create_connection(lambda: Idle(request, h2), host, port)
+                error = await asyncio.shield(conn.answered)
+        except TimeoutError:
+            error = "no answer before the deadline" if conn else "no connection before the deadline"
+        except OSError as exc:
+            error = f"{exc.__class__.__name__}: {exc}"
+    if error is None and conn is not None:
+        return conn
+    if conn is not None:
+        reset(conn)
+    return error
 
 
 def reset(conn: Idle) -> None:
@@ -166,8 +174,9 @@ async def idle(args: argparse.Namespace) -> dict[str, object]:
     rss_idle = proctree.rss_bytes(pid)
     cpu0, start = _cpu(), time.perf_counter()
     gate = asyncio.Semaphore(args.concurrency)
+    deadline = asyncio.get_running_loop().time() + args.timeout
     results = await asyncio.gather(
-        *(open_one(url, args.h2, gate, args.timeout) for _ in range(args.connections))
+        *(open_one(url, args.h2, gate, deadline) for _ in range(args.connections))
     )
     open_s = time.perf_counter() - start
     conns = [r for r in results if isinstance(r, Idle)]
@@ -242,7 +251,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=64, help="idle: set up at once")
     parser.add_argument("--settle", type=float, default=2.0, help="idle: seconds held open")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per step")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds for all idle connections, or a transfer",
+    )
     parser.add_argument("--transfers", type=int, default=3)
     parser.add_argument("--size", type=int, default=100 * MiB, help="ttfb: expected body bytes")
     args = parser.parse_args()
