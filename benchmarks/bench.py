@@ -29,8 +29,8 @@ is up, and what to prepare before the servers start. A new one is one more ``Sce
               benchmarks/scale_load.py; one round on a fresh server, no warm-up
     scale-ttfb-h1, scale-ttfb-h2
               GET /stream, 100 MiB in 64 KiB body messages, over HTTP/1.1 and h2c: time to
-              first byte, total time and MiB/s, medians of BENCH_TTFB_TRANSFERS curl runs
-              (scale_load.py ttfb) per round
+              first byte and total time (from curl's request, its connect left out) and MiB/s,
+              medians of BENCH_TTFB_TRANSFERS curl runs (scale_load.py ttfb) per round
 
 ``BENCH_SCENARIOS=scale`` runs the scale-* ones alone (``default`` names the default list).
 Every scale scenario runs caboose, granian, h2corn, uvicorn (zttp for HTTP/2) and hypercorn,

@@ -15,8 +15,9 @@ fails when that cannot hold the connections. A PING from the server is answered,
 that checks liveness keeps the connection.
 
 ``ttfb`` measures a long streamed response: it runs ``curl`` ``--transfers`` times in turn
-(``--http2-prior-knowledge`` with ``--h2``) and reports the median time to the first body byte,
-the median total time and the median MiB/s. A transfer with another status or size than
+(``--http2-prior-knowledge`` with ``--h2``) and reports the median time to the first response
+byte and to the last, both from the moment curl has connected and is about to send the request,
+and the median MiB/s over the latter. A transfer with another status or size than
 ``--size`` bytes counts as an error.
 
 Each prints ONE JSON line; the fields are those built in ``idle()`` and ``ttfb()`` below.
@@ -207,7 +208,11 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-CURL_FORMAT = "%{http_code} %{size_download} %{time_starttransfer} %{time_total}"
+# Times are taken from curl's pretransfer point (connected, request about to go out), so that
+# connect time and the client's own start, which a busy machine stretches, stay out of them.
+CURL_FORMAT = (
+    "%{http_code} %{size_download} %{time_pretransfer} %{time_starttransfer} %{time_total}"
+)
 
 
 def ttfb(args: argparse.Namespace) -> dict[str, object]:
@@ -220,15 +225,16 @@ def ttfb(args: argparse.Namespace) -> dict[str, object]:
             [*argv, args.url], capture_output=True, text=True, timeout=args.timeout + 10
         )
         fields = done.stdout.split()
-        if done.returncode != 0 or len(fields) != 4:
+        if done.returncode != 0 or len(fields) != 5:
             errors.append(f"curl exit {done.returncode}: {done.stderr.strip()[-200:]}")
             continue
         status, size = fields[0], int(fields[1])
         if status != "200" or size != args.size:
             errors.append(f"status {status}, {size:,} bytes")
             continue
-        firsts.append(float(fields[2]) * 1e3)
-        totals.append(float(fields[3]) * 1e3)
+        sent, first, last = (float(f) * 1e3 for f in fields[2:])
+        firsts.append(first - sent)
+        totals.append(last - sent)
     total = statistics.median(totals) if totals else None
     return {
         "transfers": len(totals),
