@@ -9,7 +9,7 @@ request, how to load one server, how to read the load tool's output, how to tell
 is up, and what to prepare before the servers start. A new one is one more ``Scenario`` in
 ``SCENARIOS``; nothing else has to change. By default ``make bench`` runs:
 
-    h1        HTTP/1.1 keep-alive GET /, wrk -c64 (caboose, uvicorn, granian)
+    h1        HTTP/1.1 keep-alive GET /, wrk -c64 (caboose, uvicorn, granian, h2corn)
     h2-m10    HTTP/2 cleartext with prior knowledge, GET /, h2load -c10 -m10
     h2-m100   the same with -m100 (100 concurrent streams per connection)
     h2-1mib   GET /1mib (a 1 MiB body), h2load -c10 -m10; req/s and body MiB/s
@@ -18,9 +18,28 @@ is up, and what to prepare before the servers start. A new one is one more ``Sce
               and 50 connections, 32-byte and 64 KiB binary messages, 8 in flight on each
               connection, from benchmarks/ws_load.py (caboose, uvicorn on websockets,
               hypercorn on wsproto, granian, h2corn without --grpc)
+    scale-m1, scale-m10, scale-m100, scale-m1000
+              HTTP/2, GET /, 1, 10, 100 and 1,000 concurrent streams on ONE connection,
+              h2load -c1 -mN; req/s and p99; the table says how many streams each server
+              allows (its SETTINGS_MAX_CONCURRENT_STREAMS)
+    scale-idle-h1, scale-idle-h2
+              server RSS (its process tree) idle, then with 10,000 idle keep-alive
+              connections (BENCH_IDLE_CONNECTIONS) that each made one GET / over HTTP/1.1,
+              or over h2c after the preface and SETTINGS; MiB and KiB per connection, from
+              benchmarks/scale_load.py; one round on a fresh server, no warm-up
+    scale-ttfb-h1, scale-ttfb-h2
+              GET /stream, 100 MiB in 64 KiB body messages, over HTTP/1.1 and h2c: time to
+              first byte and total time (from curl's request, its connect left out) and MiB/s,
+              medians of BENCH_TTFB_TRANSFERS curl runs (scale_load.py ttfb) per round
+
+``BENCH_SCENARIOS=scale`` runs the scale-* ones alone (``default`` names the default list).
+Every scale scenario runs caboose, granian, h2corn, uvicorn (zttp for HTTP/2) and hypercorn,
+each allowed to keep idle connections 600 s and, where it has an option for it, 1,000
+concurrent streams (uvicorn with zttp has none).
 
 The h2 scenarios compare caboose, uvicorn (its experimental HTTP/2: ``--http zttp --http2``,
-"n/a" when the ``zttp`` package is missing), hypercorn and granian (``--http 2``). Opt-in:
+"n/a" when the ``zttp`` package is missing), hypercorn, granian (``--http 2``) and h2corn
+(``--no-grpc --workers 1 --runtime-threads 1``, as for WebSocket). Opt-in:
 ``h2-m10-4k`` and ``h2-m100-4k`` send exactly 4,000 requests per connection (``-n``) instead of
 running for BENCH_DURATION: uvicorn with zttp ends every connection after 4,096 streams, and
 h2load never reconnects, so only a run shorter than that measures its speed.
@@ -62,6 +81,14 @@ comes back right.
 Every table has a "load CPU" column: the load tool's CPU time over the run, as a share of one
 CPU. Near 100% the tool, not the server, may be what sets the rate, and a note says so.
 
+Every table also has "server CPU per request": utime + stime from /proc/<pid>/stat of the
+server and every process below it (a supervisor's workers; every thread of each, so a Rust
+server's runtime threads count), read before and after each load run and divided by the
+requests it served (messages for WebSocket, connections for scale-idle-*, transfers for
+scale-ttfb-*). The kernel counts in clock ticks (10 ms), so a figure from fewer than about a
+second of server CPU is coarse. For h2load scenarios the p99 comes from its per-request log
+(``--log-file``), which its summary lacks.
+
 Each server is started once per scenario, rounds are interleaved (round 1 = every server in turn,
 then round 2, ...) so that machine noise spreads evenly, and the median over rounds is reported.
 All traffic goes to 127.0.0.1 only. Servers are stopped by the process group this driver started,
@@ -78,12 +105,14 @@ Environment knobs (all optional):
     BENCH_GRPC_CALLS=50      unary calls in flight on the one connection (grpc-unary*)
     BENCH_GRPC_STREAMS=10    server-streaming calls in flight on it (grpc-stream*)
     BENCH_WS_CONNECTIONS=50  WebSocket connections of the ws-50c-* scenarios
+    BENCH_IDLE_CONNECTIONS=10000  idle connections of scale-idle-* (the soft RLIMIT_NOFILE
+                             is raised to the hard one, which must leave room for them)
+    BENCH_TTFB_TRANSFERS=5   100 MiB transfers per round of scale-ttfb-*
     BENCH_PIN=1|0            pin server to BENCH_SERVER_CPU and the load tool to BENCH_LOAD_CPU
                              (default: on when taskset exists and there are 2+ CPUs)
     BENCH_SERVER_CPU=0, BENCH_LOAD_CPU=1
     BENCH_START_TIMEOUT=10   seconds a server gets to answer its first request
-    BENCH_SCENARIOS=h1,h2-m10,h2-m100,h2-1mib,ws-1c-32b,ws-50c-32b,ws-1c-64k,ws-50c-64k
-                             comma-separated scenario names
+    BENCH_SCENARIOS=default  comma-separated scenario names, or the groups default, scale
     BENCH_SERVERS=           comma-separated server names to keep (default: all of the scenario)
 
 A load run with more than 1% failed requests (socket errors, non-2xx/3xx, reset or timed-out
@@ -124,7 +153,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from hello import BODY, LARGE_BODY, LARGE_PATH  # the served app, beside this file
+import proctree  # beside this file, as is the served app
+from hello import BODY, LARGE_BODY, LARGE_PATH, STREAM_PATH, STREAM_SIZE
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -155,6 +185,20 @@ class Measurement:
     # what limits the rate. grpc_load.py reports it over its measured window; for the other
     # tools it is their rusage over the whole run.
     load_cpu_share: float | None = None
+    # The server's CPU seconds over the whole load run (its process tree, every thread), and
+    # the requests it served in that time, when the tool counts them over a narrower window.
+    server_cpu_s: float | None = None
+    served: int | None = None
+    # Scenario-specific figures (RSS, time to first byte, ...), named as the scenario's columns.
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def server_cpu_us(self) -> float | None:
+        """Server CPU microseconds per request (or message) served."""
+        served = self.served or self.requests
+        if self.server_cpu_s is None or not served:
+            return None
+        return self.server_cpu_s / served * 1e6
 
 
 _UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -162,6 +206,28 @@ _UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 
 def _to_ms(value: str, unit: str) -> float:
     return float(value) * _UNIT_MS[unit]
+
+
+def _fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value * 1000:.0f} us" if value < 1 else f"{value:.2f} ms"
+
+
+def _fmt_int(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _fmt_1(value: float) -> str:
+    return f"{value:,.1f}"
+
+
+def _fmt_cpu(us: float) -> str:
+    return f"{us:,.1f} µs" if us < 10_000 else f"{us / 1e3:,.0f} ms"
+
+
+def _fmt_share(value: float) -> str:
+    return f"{value:.0%}"
 
 
 def parse_wrk(out: str) -> Measurement:
@@ -293,9 +359,73 @@ def parse_ws_load(out: str) -> Measurement:
             errors=int(r["errors"]),
             latency_ms=r["latency_ms"],
             load_cpu_share=float(r["load_cpu_share"]),
+            served=int(r["served"]),
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"unreadable ws_load.py result: {exc!r}") from None
+
+
+def _json_line(out: str, tool: str) -> dict[str, Any]:
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if not lines:
+        raise ValueError(f"no JSON line in {tool} output")
+    try:
+        result = json.loads(lines[-1])
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"unreadable {tool} result: {exc!r}") from None
+    if not isinstance(result, dict):
+        raise ValueError(f"unreadable {tool} result: {lines[-1][:100]}")
+    return result
+
+
+MIB = 1 << 20
+
+
+def parse_idle(out: str) -> Measurement:
+    """Read ``scale_load.py idle``: the rate is connections set up per second, and a connection
+    that failed or that the server closed while idle counts as an error."""
+    r = _json_line(out, "scale_load.py idle")
+    try:
+        opened, closed = int(r["opened"]), int(r["closed_by_server"])
+        held = opened - closed
+        idle, loaded = int(r["rss_idle"]), int(r["rss_open"])
+        return Measurement(
+            rps=opened / float(r["open_s"]) if r["open_s"] else 0.0,
+            p99_ms=None,
+            requests=opened,
+            errors=int(r["failed"]) + closed,
+            load_cpu_share=float(r["load_cpu_share"]),
+            extra={
+                "held": held,
+                "rss_idle_mib": idle / MIB,
+                "rss_open_mib": loaded / MIB,
+                "kib_per_conn": (loaded - idle) / 1024 / held if held else 0.0,
+                "rss_after_mib": int(r["rss_after_close"]) / MIB,
+                "open_s": float(r["open_s"]),
+            },
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"unreadable scale_load.py idle result: {exc!r}") from None
+
+
+def parse_ttfb(out: str) -> Measurement:
+    """Read ``scale_load.py ttfb``: medians over its transfers; the rate is body MiB/s."""
+    r = _json_line(out, "scale_load.py ttfb")
+    try:
+        if not r["transfers"]:
+            return Measurement(rps=0.0, p99_ms=None, requests=0, errors=int(r["errors"]))
+        ttfb, total = float(r["ttfb_ms"]), float(r["total_ms"])
+        return Measurement(
+            rps=float(r["mib_per_s"]),
+            p99_ms=None,
+            requests=int(r["transfers"]),
+            errors=int(r["errors"]),
+            latency_ms={"ttfb": ttfb, "total": total},
+            mib_per_s=float(r["mib_per_s"]),
+            extra={"ttfb_ms": ttfb, "total_ms": total},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"unreadable scale_load.py ttfb result: {exc!r}") from None
 
 
 # --------------------------------------------------------------------------- readiness probes
@@ -425,6 +555,43 @@ def probe_h2c(port: int, timeout: float, path: str, expected: bytes) -> str | No
     return None
 
 
+def h2_settings(port: int, timeout: float = 5.0) -> dict[int, int]:
+    """The SETTINGS a server sends first on an h2c connection, as {identifier: value}."""
+    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(0x4, 0, 0))
+        buf = b""
+        for _ in range(64):  # frames read before giving up on a SETTINGS one
+            while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise OSError("connection closed before SETTINGS")
+                buf += chunk
+            length = int.from_bytes(buf[:3], "big")
+            kind, flags, payload = buf[3], buf[4], buf[9 : 9 + length]
+            buf = buf[9 + length :]
+            if kind == 0x4 and not flags & 0x1:
+                return {
+                    int.from_bytes(payload[i : i + 2], "big"): int.from_bytes(
+                        payload[i + 2 : i + 6], "big"
+                    )
+                    for i in range(0, len(payload) - 5, 6)
+                }
+    raise OSError("no SETTINGS frame among the server's first frames")
+
+
+NO_LIMIT = -1  # a server that sends no SETTINGS_MAX_CONCURRENT_STREAMS allows any number
+
+
+def inspect_max_streams(port: int) -> dict[str, float]:
+    """How many concurrent streams the server allows (SETTINGS_MAX_CONCURRENT_STREAMS)."""
+    try:
+        return {"max_streams": h2_settings(port).get(0x3, NO_LIMIT)}
+    except OSError as exc:
+        log(f"reading SETTINGS on port {port} failed: {exc}")
+        return {}
+
+
+GRPC_LOAD = HERE / "grpc_load.py"
 GRPC_LOAD = HERE / "grpc_load.py"
 
 
@@ -516,6 +683,16 @@ class Server:
 
 
 @dataclass(frozen=True)
+class Column:
+    """One figure of a scenario's table, read from a server's summary."""
+
+    head: str
+    key: str  # a key of the per-server dict summarize() builds
+    fmt: Callable[[float], str]
+    ratio: str | None = None  # followed by a "caboose/peer (RATIO)" column
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -538,18 +715,43 @@ class Scenario:
     unit: str = "req/s"  # what the rate counts
     concurrency: str = "connections"  # what {connections} counts, for the log and the table
     prepare: Callable[[], str | None] | None = None  # run once before the servers; error or None
+    extra_time: int = 60  # seconds a timed load run may take beyond its duration
+    per: str = "request"  # what the server's CPU time is divided by, for the table
+    # Columns of the table in place of rate, latency and MiB/s (the scale scenarios'), then
+    # facts that ``inspect(port)`` reads from each server once it is ready.
+    columns: tuple[Column, ...] = ()
+    inspect: Callable[[int], dict[str, float]] | None = None
+    fact_columns: tuple[Column, ...] = ()
+    rounds: int | None = None  # measured rounds, instead of BENCH_ROUNDS
+    warmup: bool = True  # False: no warm-up run (the memory scenarios measure a fresh server)
+    timed: bool = True  # False: a load run is one pass of its own length, not BENCH_DURATION
+    probe_path: str | None = None  # probe this path (answering BODY) instead of ``path``
 
-    def load_argv(self, url: str, duration: int, connections: int) -> list[str]:
+    def load_argv(
+        self,
+        url: str,
+        duration: int,
+        connections: int,
+        pid: int | str = "PID",
+        request_log: Path | str = "LOG",
+    ) -> list[str]:
         requests = (self.requests_per_connection or 0) * connections
-        words = {"python": sys.executable, "here": HERE, "results": RESULTS}
+        words = {"python": sys.executable, "here": HERE, "results": RESULTS, "pid": pid}
         return [
             w.format(
-                url=url, duration=duration, connections=connections, requests=requests, **words
+                url=url,
+                duration=duration,
+                connections=connections,
+                requests=requests,
+                log=request_log,
+                **words,
             )
             for w in self.load.split()
         ]
 
     def run_length(self, duration: int, connections: int) -> str:
+        if not self.timed:
+            return "one pass"
         if self.requests_per_connection:
             return f"{self.requests_per_connection * connections:,} requests"
         return f"{duration}s"
@@ -581,19 +783,22 @@ GRANIAN_H1 = Server("granian", GRANIAN_CMD + "1")
 GRANIAN_H2 = Server("granian", GRANIAN_CMD + "2")
 # hypercorn's access log is off unless --access-logfile is given; a cleartext bind takes h2c
 # with prior knowledge. hypercorn.toml lifts its 1,000-requests-per-connection limit (see there).
-HYPERCORN = Server(
-    "hypercorn",
+HYPERCORN_CMD = (
     "{bin}/hypercorn {app} --bind {host}:{port} --workers 1 --worker-class uvloop"
-    " --log-level warning --config {here}/hypercorn.toml",
+    " --log-level warning --config {here}/"
 )
-H2_SERVERS = (CABOOSE, UVICORN_H2, HYPERCORN, GRANIAN_H2)
-H2LOAD = "h2load -t1 -c{connections}"
-# See the module docstring for why these flags, and why granian serves no gRPC scenario.
-H2CORN = Server(
-    "h2corn",
+HYPERCORN = Server("hypercorn", HYPERCORN_CMD + "hypercorn.toml")
+# See the module docstring for why these flags, and why granian serves no gRPC scenario. One
+# worker process (under h2corn's supervisor) and one Tokio thread: the server gets one CPU.
+H2CORN_CMD = (
     "{bin}/h2corn {app} --bind {host}:{port} --workers 1 --runtime-threads 1 --loop uvloop"
-    " --no-access-log --grpc",
+    " --no-access-log"
 )
+H2CORN = Server("h2corn", H2CORN_CMD + " --grpc")
+H2CORN_HTTP = Server("h2corn", H2CORN_CMD + " --no-grpc")  # --no-grpc is its default too
+H2_SERVERS = (CABOOSE, UVICORN_H2, HYPERCORN, GRANIAN_H2, H2CORN_HTTP)
+# h2load's per-request log ({log}) gives the percentiles its summary lacks.
+H2LOAD = "h2load -t1 --log-file={log} -c{connections}"
 # Not an ASGI server: grpcio's own asyncio server with the same service (a reference point).
 GRPCIO = Server(
     "grpcio", "{bin}/python -m examples.grpc_echo.grpcio_server --host {host} --port {port}"
@@ -611,6 +816,8 @@ GRPC_H2LOAD = (
 
 
 def _h2(name: str, description: str, load: str, **kw: Any) -> Scenario:
+    kw.setdefault("servers", H2_SERVERS)
+    kw.setdefault("connections_knob", "BENCH_H2_CONNECTIONS")
     return Scenario(
         name=name,
         description=f"HTTP/2 cleartext (prior knowledge), {description}, h2load",
@@ -618,9 +825,7 @@ def _h2(name: str, description: str, load: str, **kw: Any) -> Scenario:
         load=f"{H2LOAD} {load} {{url}}",
         parse=parse_h2load,
         probe=probe_h2c,
-        servers=H2_SERVERS,
-        connections_knob="BENCH_H2_CONNECTIONS",
-        latency="mean",
+        latency="p99",
         **kw,
     )
 
@@ -633,11 +838,7 @@ WS_SERVERS = (
     Server("uvicorn", UVICORN_CMD + "httptools --ws websockets-sansio"),
     HYPERCORN,
     GRANIAN_H1,
-    Server(
-        "h2corn",
-        "{bin}/h2corn {app} --bind {host}:{port} --workers 1 --runtime-threads 1 --loop uvloop"
-        " --no-access-log --no-grpc",
-    ),
+    H2CORN_HTTP,
 )
 
 
@@ -657,6 +858,7 @@ def _ws(name: str, description: str, size: int) -> Scenario:
         throughput=False,
         unit="messages/s",
         concurrency="connections, 8 messages in flight on each",
+        per="message",
     )
 
 
@@ -672,6 +874,7 @@ def _grpc(name: str, description: str, rpc: str, stream: bool, h2load: bool) -> 
         "connections_knob": "BENCH_GRPC_STREAMS" if stream else "BENCH_GRPC_CALLS",
         "concurrency": ("streams" if stream else "calls") + " in flight on one connection",
         "unit": "messages/s" if stream else "calls/s",
+        "per": "call",
     }
     if h2load:
         messages, payload = (STREAM_MESSAGES, STREAM_PAYLOAD) if stream else (1, UNARY_PAYLOAD)
@@ -696,6 +899,121 @@ def _grpc(name: str, description: str, rpc: str, stream: bool, h2load: bool) -> 
     )
 
 
+# Scale: the servers as above, plus what lets them hold the load. Idle connections are kept for
+# 600 s (caboose, uvicorn and hypercorn close them after 5 s by default, h2corn after 120 s,
+# granian's HTTP/1.1 waits at most 60 s for a next request head), and 1,000 concurrent streams
+# are allowed on a connection where an option says so: uvicorn with zttp has none, hypercorn
+# takes 999 at most (see hypercorn-scale.toml); the table shows what each server advertises.
+# granian serves at most --backpressure connections at once (default: backlog / workers, 1,024)
+# and leaves the others unanswered, so it gets room for the 10,000 idle ones.
+SCALE_STREAMS = 1000
+KEEP_IDLE = " --timeout-keep-alive 600"
+SCALE_CABOOSE = Server(
+    "caboose", CABOOSE.command + KEEP_IDLE + f" --http2-max-concurrent-streams {SCALE_STREAMS}"
+)
+GRANIAN_ROOM = " --backpressure 16384"
+SCALE_GRANIAN_H1 = Server(
+    "granian", GRANIAN_H1.command + GRANIAN_ROOM + " --http1-header-read-timeout 60000"
+)
+SCALE_GRANIAN_H2 = Server(
+    "granian",
+    GRANIAN_H2.command + GRANIAN_ROOM + f" --http2-max-concurrent-streams {SCALE_STREAMS}",
+)
+SCALE_H2CORN = Server(
+    "h2corn", H2CORN_HTTP.command + KEEP_IDLE + f" --max-concurrent-streams {SCALE_STREAMS}"
+)
+SCALE_UVICORN_H1 = Server("uvicorn", UVICORN_H1.command + KEEP_IDLE)
+SCALE_UVICORN_H2 = Server("uvicorn", UVICORN_H2.command + KEEP_IDLE, needs=UVICORN_H2.needs)
+SCALE_HYPERCORN = Server("hypercorn", HYPERCORN_CMD + "hypercorn-scale.toml")
+SCALE_H1 = (SCALE_CABOOSE, SCALE_GRANIAN_H1, SCALE_H2CORN, SCALE_UVICORN_H1, SCALE_HYPERCORN)
+SCALE_H2 = (SCALE_CABOOSE, SCALE_GRANIAN_H2, SCALE_H2CORN, SCALE_UVICORN_H2, SCALE_HYPERCORN)
+
+
+def _fmt_streams(value: float) -> str:
+    return "no limit" if value == NO_LIMIT else f"{value:,.0f}"
+
+
+def _streams(count: int) -> Scenario:
+    return _h2(
+        f"scale-m{count}",
+        f"GET / (13 bytes), {count:,} concurrent streams on ONE connection",
+        f"-m{count} -D{{duration}}",
+        servers=SCALE_H2,
+        connections_knob="ONE",
+        concurrency=f"connection, {count:,} streams in flight",
+        inspect=inspect_max_streams,
+        fact_columns=(Column("streams the server allows", "fact_max_streams", _fmt_streams),),
+    )
+
+
+def _fmt_s(value: float) -> str:
+    return f"{value:,.1f} s"
+
+
+IDLE_COLUMNS = (
+    Column("connections held", "median_held", _fmt_int),
+    Column("RSS idle (MiB)", "median_rss_idle_mib", _fmt_1),
+    Column("RSS with them (MiB)", "median_rss_open_mib", _fmt_1),
+    Column("KiB per connection", "median_kib_per_conn", _fmt_1, ratio="KiB/conn"),
+    Column("RSS after closing (MiB)", "median_rss_after_mib", _fmt_1),
+    Column("time to open them", "median_open_s", _fmt_s),
+)
+
+
+def _idle(protocol: str, h2: bool) -> Scenario:
+    return Scenario(
+        name=f"scale-idle-{'h2' if h2 else 'h1'}",
+        description=f"server RSS with idle keep-alive connections over {protocol}, each after"
+        " one GET /, scale_load.py",
+        tool=sys.executable,
+        load="{python} {here}/scale_load.py idle {url} --server-pid {pid}"
+        " --connections {connections} --timeout 120" + (" --h2" if h2 else ""),
+        parse=parse_idle,
+        probe=probe_h2c if h2 else probe_h1,
+        servers=SCALE_H2 if h2 else SCALE_H1,
+        connections_knob="BENCH_IDLE_CONNECTIONS",
+        unit="connections/s",
+        concurrency="idle connections",
+        per="connection",
+        columns=IDLE_COLUMNS,
+        rounds=1,
+        warmup=False,
+        timed=False,
+        extra_time=300,
+    )
+
+
+TTFB_COLUMNS = (
+    Column("time to first byte (median)", "median_ttfb_ms", _fmt_ms, ratio="TTFB"),
+    Column("total time (median)", "median_total_ms", _fmt_ms),
+    Column("MiB/s (median)", "median_rps", _fmt_int, ratio="MiB/s"),
+)
+
+
+def _ttfb(protocol: str, h2: bool) -> Scenario:
+    return Scenario(
+        name=f"scale-ttfb-{'h2' if h2 else 'h1'}",
+        description=f"GET /stream (100 MiB in 64 KiB body messages) over {protocol}, time to"
+        " first byte, curl",
+        tool="curl",
+        load="{python} {here}/scale_load.py ttfb {url} --transfers {connections}"
+        f" --size {STREAM_SIZE}" + (" --h2" if h2 else ""),
+        parse=parse_ttfb,
+        probe=probe_h2c if h2 else probe_h1,
+        servers=SCALE_H2 if h2 else SCALE_H1,
+        connections_knob="BENCH_TTFB_TRANSFERS",
+        path=STREAM_PATH,
+        probe_path="/",
+        unit="MiB/s",
+        latency="ttfb",
+        concurrency="transfers, one after another, a connection each",
+        per="100 MiB transfer",
+        columns=TTFB_COLUMNS,
+        timed=False,
+        extra_time=300,
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -706,7 +1024,7 @@ SCENARIOS: dict[str, Scenario] = {
             load="wrk -t1 -c{connections} -d{duration}s --latency {url}",
             parse=parse_wrk,
             probe=probe_h1,
-            servers=(CABOOSE, UVICORN_H1, GRANIAN_H1),
+            servers=(CABOOSE, UVICORN_H1, GRANIAN_H1, H2CORN_HTTP),
             connections_knob="BENCH_CONNECTIONS",
         ),
         _h2("h2-m10", "GET / (13 bytes), 10 streams/connection", "-m10 -D{duration}"),
@@ -746,6 +1064,11 @@ SCENARIOS: dict[str, Scenario] = {
         _ws("ws-50c-32b", "32-byte messages, 50 connections", 32),
         _ws("ws-1c-64k", "64 KiB messages, 1 connection", 64 * 1024),
         _ws("ws-50c-64k", "64 KiB messages, 50 connections", 64 * 1024),
+        *(_streams(count) for count in (1, 10, 100, SCALE_STREAMS)),
+        _idle("HTTP/1.1", h2=False),
+        _idle("HTTP/2 (h2c, prior knowledge)", h2=True),
+        _ttfb("HTTP/1.1", h2=False),
+        _ttfb("HTTP/2 (h2c, prior knowledge)", h2=True),
         _grpc("grpc-unary-h2load", "Unary, h2load", UNARY_ARGS, stream=False, h2load=True),
         _grpc(
             "grpc-stream-h2load",
@@ -756,7 +1079,15 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     )
 }
-DEFAULT_SCENARIOS = "h1,h2-m10,h2-m100,h2-1mib,ws-1c-32b,ws-50c-32b,ws-1c-64k,ws-50c-64k"
+SCALE_SCENARIOS = (
+    "scale-m1,scale-m10,scale-m100,scale-m1000,scale-idle-h1,scale-idle-h2,scale-ttfb-h1,"
+    "scale-ttfb-h2"
+)
+DEFAULT_SCENARIOS = (
+    "h1,h2-m10,h2-m100,h2-1mib,ws-1c-32b,ws-50c-32b,ws-1c-64k,ws-50c-64k," + SCALE_SCENARIOS
+)
+# Names BENCH_SCENARIOS may use for a group of scenarios.
+SCENARIO_GROUPS = {"default": DEFAULT_SCENARIOS, "scale": SCALE_SCENARIOS}
 
 
 # --------------------------------------------------------------------------- configuration
@@ -806,7 +1137,11 @@ def load_config() -> Config:
     if pin and not can_pin:
         print("bench: BENCH_PIN asked for, but taskset or a second CPU is missing", file=sys.stderr)
         pin = False
-    scenarios = _env_list("BENCH_SCENARIOS", DEFAULT_SCENARIOS)
+    scenarios = tuple(
+        name
+        for entry in _env_list("BENCH_SCENARIOS", DEFAULT_SCENARIOS)
+        for name in SCENARIO_GROUPS.get(entry, entry).split(",")
+    )
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
         usage_error(f"unknown scenario(s) {unknown}; known: {sorted(SCENARIOS)}")
@@ -820,6 +1155,9 @@ def load_config() -> Config:
             "BENCH_GRPC_CALLS": _env_int("BENCH_GRPC_CALLS", 50, 1),
             "BENCH_GRPC_STREAMS": _env_int("BENCH_GRPC_STREAMS", 10, 1),
             "BENCH_WS_ONE": 1,  # ws-1c-*: one connection, by definition
+            "ONE": 1,  # scale-m*: streams on one connection, by definition
+            "BENCH_IDLE_CONNECTIONS": _env_int("BENCH_IDLE_CONNECTIONS", 10_000, 1),
+            "BENCH_TTFB_TRANSFERS": _env_int("BENCH_TTFB_TRANSFERS", 5, 1),
             "BENCH_WS_CONNECTIONS": _env_int("BENCH_WS_CONNECTIONS", 50, 1),
         },
         pin=pin,
@@ -854,6 +1192,7 @@ class Running:
     status: str = "starting"  # starting | ok | failed | died
     error: str | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
+    facts: dict[str, float] = field(default_factory=dict)  # Scenario.inspect's, once ready
 
     @property
     def alive(self) -> bool:
@@ -935,8 +1274,8 @@ def wait_ready(run: Running, scenario: Scenario, timeout: float) -> None:
             problem = scenario.probe(
                 run.port,
                 max(0.2, min(2.0, deadline - time.monotonic())),
-                scenario.path,
-                scenario.body,
+                scenario.probe_path or scenario.path,
+                BODY if scenario.probe_path else scenario.body,
             )
         except OSError as exc:
             last = f"probe: {exc.__class__.__name__}: {exc}"
@@ -944,6 +1283,9 @@ def wait_ready(run: Running, scenario: Scenario, timeout: float) -> None:
             if problem is None:
                 run.status = "ok"
                 log(f"{run.server.name}: ready")
+                if scenario.inspect is not None:
+                    run.facts = scenario.inspect(run.port)
+                    log(f"{run.server.name}: {run.facts}")
                 return
             last = f"probe: {problem}"
         time.sleep(0.1)
@@ -978,17 +1320,28 @@ def load_once(
     run: Running, scenario: Scenario, cfg: Config, duration: int
 ) -> tuple[Measurement | None, str]:
     url = f"http://{HOST}:{run.port}{scenario.path}"
-    argv = scenario.load_argv(url, duration, cfg.connections[scenario.connections_knob])
+    assert run.proc is not None
+    request_log = RESULTS / f".requests-{os.getpid()}.tsv"  # {log}: h2load's per-request log
+    argv = scenario.load_argv(
+        url,
+        duration,
+        cfg.connections[scenario.connections_knob],
+        pid=run.proc.pid,
+        request_log=request_log,
+    )
     if cfg.pin:
         argv = ["taskset", "-c", cfg.load_cpu, *argv]
     # A run bounded by a request count ends when the slowest server has answered them all.
-    limit = 300 if scenario.requests_per_connection else duration + 60
-    cpu0, t0 = _children_cpu(), time.monotonic()
+    limit = 300 if scenario.requests_per_connection else duration + scenario.extra_time
+    server0, cpu0, t0 = proctree.cpu_seconds(run.proc.pid), _children_cpu(), time.monotonic()
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, check=False)
     except subprocess.TimeoutExpired:
         return None, f"{scenario.tool} did not finish within {limit}s"
+    finally:
+        latency = _request_log_percentiles(request_log)
     cpu, wall = _children_cpu() - cpu0, time.monotonic() - t0
+    server_cpu = proctree.cpu_seconds(run.proc.pid) - server0
     out = done.stdout + done.stderr
     if done.returncode != 0:
         return None, f"{scenario.tool} exited with status {done.returncode}: {out.strip()[-300:]}"
@@ -998,7 +1351,28 @@ def load_once(
         return None, f"{exc}: {out.strip()[-300:]}"
     if m.load_cpu_share is None and wall > 0:  # grpc_load.py measures its own window
         m.load_cpu_share = cpu / wall
+    m.server_cpu_s = server_cpu
+    m.latency_ms.update(latency)
+    m.p99_ms = m.latency_ms.get("p99", m.p99_ms)
     return m, out
+
+
+def _request_log_percentiles(path: Path) -> dict[str, float]:
+    """p50/p90/p99/max in ms from h2load's ``--log-file`` (start time, status, microseconds to
+    the end of the response, tab-separated), which h2load's own summary lacks; the file is
+    removed. Failed streams (status -1) are left out: they count as errors already."""
+    try:
+        with path.open() as rows:
+            times = [int(f[2]) / 1e3 for f in (r.split("\t") for r in rows) if f[1] != "-1"]
+    except (OSError, IndexError, ValueError):
+        return {}
+    finally:
+        path.unlink(missing_ok=True)
+    if not times:
+        return {}
+    times.sort()
+    pick = lambda q: times[min(len(times) - 1, int(q * len(times)))]  # noqa: E731
+    return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "max": times[-1]}
 
 
 def _children_cpu() -> float:
@@ -1006,12 +1380,6 @@ def _children_cpu() -> float:
     its CPU says whether the tool, rather than the server, may have been the limit."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _fmt_ms(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value * 1000:.0f} us" if value < 1 else f"{value:.2f} ms"
 
 
 MAX_ERROR_SHARE = 0.01  # a run with more failed requests than this measures failure, not speed
@@ -1070,10 +1438,16 @@ def summarize(runs: list[Running], scenario: Scenario) -> dict[str, dict[str, An
             "median_load_cpu_share": _median(good, "load_cpu_share"),
             # Runs left out because connections ended early: what the server did while connected.
             "median_connected_rps": _median(lost, "connected_rps"),
+            "median_server_cpu_us": _median(good, "server_cpu_us"),
             "rounds_ok": len(good),
             "rounds_run": len(run.runs),
             "errors": sum(r.get("errors", 0) for r in good),
         }
+        extras = {k for r in good for k in r.get("extra", {})}
+        for key in sorted(extras):
+            summary[run.server.name][f"median_{key}"] = _median(good, "extra", key)
+        for key, value in run.facts.items():
+            summary[run.server.name][f"fact_{key}"] = value
     return summary
 
 
@@ -1085,32 +1459,44 @@ def _ratio(base: float | None, peer: float | None) -> str:
 LOAD_CPU_SATURATED = 0.90
 
 
-def table(summary: dict[str, dict[str, Any]], scenario: Scenario) -> str:
-    base = summary.get(BASELINE, {})
+def rate_columns(scenario: Scenario) -> tuple[Column, ...]:
+    """The usual table: the rate, a latency and, for a throughput scenario, body MiB/s."""
     unit = scenario.unit
-    head = ["server", f"{unit} (median)", f"{scenario.latency} latency (median)"]
+    columns = [
+        Column(f"{unit} (median)", "median_rps", _fmt_int, ratio=unit),
+        Column(f"{scenario.latency} latency (median)", "median_latency_ms", _fmt_ms),
+    ]
     if scenario.throughput:
-        head += ["body MiB/s (median)", "caboose/peer (MiB/s)"]
-    head += [f"caboose/peer ({unit})", "load CPU (median)"]
+        columns.append(Column("body MiB/s (median)", "median_mib_per_s", _fmt_1, ratio="MiB/s"))
+    return tuple(columns)
+
+
+def table(summary: dict[str, dict[str, Any]], scenario: Scenario) -> str:
+    columns = [
+        *(scenario.columns or rate_columns(scenario)),
+        *scenario.fact_columns,
+        Column(f"server CPU per {scenario.per}", "median_server_cpu_us", _fmt_cpu, ratio="CPU"),
+        Column("load CPU (median)", "median_load_cpu_share", _fmt_share),
+    ]
+    head = ["server"]
+    for column in columns:
+        head += [column.head] + ([f"caboose/peer ({column.ratio})"] if column.ratio else [])
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    base = summary.get(BASELINE, {})
     for name, s in summary.items():
-        rps = s["median_rps"]
-        if rps is None:
+        if s["median_rps"] is None:
             status = s["status"]
             if s.get("median_connected_rps"):
                 status += f" (~{s['median_connected_rps']:,.0f} while connected)"
             lines.append(f"| {name} | {status} |" + " n/a |" * (len(head) - 2))
             continue
-        row = [name, f"{rps:,.0f}", _fmt_ms(s["median_latency_ms"])]
-        if scenario.throughput:
-            mib = s["median_mib_per_s"]
-            row.append("n/a" if mib is None else f"{mib:,.1f}")
-            row.append(
-                "baseline" if name == BASELINE else _ratio(base.get("median_mib_per_s"), mib)
-            )
-        row.append("baseline" if name == BASELINE else _ratio(base.get("median_rps"), rps))
-        cpu = s.get("median_load_cpu_share")
-        row.append("n/a" if cpu is None else f"{cpu:.0%}")
+        row = [name]
+        for column in columns:
+            value = s.get(column.key)
+            row.append("n/a" if value is None else column.fmt(value))
+            if column.ratio:
+                ratio = _ratio(base.get(column.key), value)
+                row.append("baseline" if name == BASELINE else ratio)
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -1134,6 +1520,14 @@ def _command_output(argv: list[str]) -> str | None:
     return text.splitlines()[0] if text else None
 
 
+def _cpu_model() -> str | None:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
 def environment(scenario: Scenario) -> dict[str, Any]:
     commit = _command_output(["git", "-C", str(ROOT), "rev-parse", "HEAD"])
     dirty = _command_output(["git", "-C", str(ROOT), "status", "--porcelain", "--", "caboose"])
@@ -1141,6 +1535,7 @@ def environment(scenario: Scenario) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
         "git_commit": commit,
         "caboose_tree_dirty": bool(dirty),
         "load_tool": _command_output([scenario.tool, "--version"]),
@@ -1209,8 +1604,9 @@ def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, boo
     loadavg_start = os.getloadavg()  # other work on the machine shows here and skews figures
     connections = cfg.connections[scenario.connections_knob]
     length = scenario.run_length(cfg.duration, connections)
+    rounds = scenario.rounds or cfg.rounds
     log(
-        f"{scenario.name}: {scenario.description}; {cfg.rounds} round(s) x {length}, "
+        f"{scenario.name}: {scenario.description}; {rounds} round(s) x {length}, "
         f"{connections} {scenario.concurrency}, pinned={cfg.pin}"
     )
     runs: list[Running] = []
@@ -1220,13 +1616,13 @@ def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, boo
             for server in servers:
                 log_path = logs / f"{scenario.name}-{stamp}-{server.name}.log"
                 start(server, scenario, cfg, log_path, runs)
-            if cfg.warmup:
+            if cfg.warmup and scenario.warmup:
                 for run in runs:
                     if run.status == "ok":
                         warm = scenario.run_length(cfg.warmup, connections)
                         log(f"{run.server.name}: warm-up {warm}")
                         load_once(run, scenario, cfg, cfg.warmup)
-            for rnd in range(1, cfg.rounds + 1):
+            for rnd in range(1, rounds + 1):
                 for run in runs:
                     if run.status != "ok":
                         continue
@@ -1249,6 +1645,9 @@ def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, boo
                             connected_rps=m.connected_rps,
                             lost_connections=m.lost_connections,
                             load_cpu_share=m.load_cpu_share,
+                            server_cpu_s=m.server_cpu_s,
+                            server_cpu_us=m.server_cpu_us,
+                            extra=m.extra,
                         )
                         problem = invalid_reason(m)
                         if problem:
@@ -1257,6 +1656,9 @@ def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, boo
                         note = f", {m.mib_per_s:,.1f} MiB/s" if scenario.throughput else ""
                         if m.load_cpu_share is not None:
                             note += f", load CPU {m.load_cpu_share:.0%}"
+                        if m.server_cpu_us is not None:
+                            note += f", server CPU {_fmt_cpu(m.server_cpu_us)}/{scenario.per}"
+                        note += "".join(f", {k} {v:,.1f}" for k, v in m.extra.items())
                         note += f", {m.errors} errors" if m.errors else ""
                         note += f" -- INVALID: {problem}" if problem else ""
                         log(
@@ -1293,7 +1695,7 @@ def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, boo
     )
     print(
         f"`{command}`"
-        f"; {cfg.rounds} round(s) x {length}, {connections} {scenario.concurrency}, "
+        f"; {rounds} round(s) x {length}, {connections} {scenario.concurrency}, "
         f"median over rounds; {pinning}\n"
     )
     print(text)
@@ -1323,8 +1725,8 @@ def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, boo
         "loadavg": {"start": loadavg_start, "end": os.getloadavg()},
         "config": {
             "duration_s": cfg.duration,
-            "rounds": cfg.rounds,
-            "warmup_s": cfg.warmup,
+            "rounds": rounds,
+            "warmup_s": cfg.warmup if scenario.warmup else 0,
             "connections": connections,
             "run_length": length,
             "pinned": cfg.pin,
@@ -1359,8 +1761,17 @@ def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, boo
     return ok, interrupted
 
 
+def raise_nofile() -> None:
+    """Lift the soft limit on open files to the hard one, for this process and so for every
+    server and load tool it starts: scale-idle-* holds 10,000 connections on each side."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main() -> int:
     cfg = load_config()
+    raise_nofile()
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     all_ok = True

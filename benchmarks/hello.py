@@ -2,7 +2,9 @@
 
 Serve it as ``benchmarks.hello:app`` from the project root. Every server under test runs this
 same app, so the numbers compare the servers, not the apps. ``GET /1mib`` answers a 1 MiB body
-(built once, at import) for the throughput scenario; every other path answers ``Hello, world!``.
+(built once, at import) for the throughput scenario; ``GET /stream`` streams 100 MiB in 64 KiB
+body messages with no Content-Length (chunked over HTTP/1.1), for the time-to-first-byte
+scenarios; every other path answers ``Hello, world!``.
 A WebSocket on any path echoes every message back, as it came (the ws-* scenarios).
 """
 
@@ -29,6 +31,20 @@ LARGE_HEADERS = [
     (b"content-type", b"application/octet-stream"),
     (b"content-length", str(len(LARGE_BODY)).encode("ascii")),
 ]
+
+STREAM_PATH = "/stream"
+STREAM_CHUNK = LARGE_BODY[: 64 * 1024]
+STREAM_SIZE = 100 * 1024 * 1024  # bytes, a whole number of chunks
+STREAM_HEADERS = [(b"content-type", b"application/octet-stream")]
+
+
+async def stream(send: Send) -> None:
+    """The 100 MiB body, one 64 KiB message at a time: a server that sends the first before it
+    has the last shows it in the time to first byte."""
+    await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+    for _ in range(STREAM_SIZE // len(STREAM_CHUNK) - 1):
+        await send({"type": "http.response.body", "body": STREAM_CHUNK, "more_body": True})
+    await send({"type": "http.response.body", "body": STREAM_CHUNK, "more_body": False})
 
 
 async def lifespan(receive: Receive, send: Send) -> None:
@@ -58,6 +74,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if kind == "http":
         # A GET has no body worth reading; answer straight away. Fresh message dicts per request,
         # as a framework would build them.
+        if scope["path"] == STREAM_PATH:
+            await stream(send)
+            return
         if scope["path"] == LARGE_PATH:
             headers, body = LARGE_HEADERS, LARGE_BODY
         else:

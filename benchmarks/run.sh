@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Benchmark caboose against peer ASGI servers on benchmarks/hello.py:app: HTTP/1.1 with wrk
-# (uvicorn, granian) and HTTP/2 cleartext with h2load (uvicorn's experimental HTTP/2, hypercorn,
-# granian); opt-in, gRPC on examples/grpc_echo's connectrpc app (hypercorn, h2corn) with the
-# grpcio client (benchmarks/grpc_load.py) and with h2load.
+# (uvicorn, granian, h2corn), HTTP/2 cleartext with h2load (uvicorn's experimental HTTP/2,
+# hypercorn, granian, h2corn), WebSocket echo, and the scale-* scenarios (streams on one
+# connection, RSS with 10,000 idle connections, time to first byte of a 100 MiB body); opt-in,
+# gRPC on examples/grpc_echo's connectrpc app (hypercorn, h2corn) with the grpcio client
+# (benchmarks/grpc_load.py) and with h2load. Every table reports server CPU per request.
 #
-#   bash benchmarks/run.sh                      # or: make bench (h1,h2-m10,h2-m100,h2-1mib)
+#   bash benchmarks/run.sh                      # or: make bench (every default scenario)
+#   BENCH_SCENARIOS=scale bash benchmarks/run.sh   # the scale-* scenarios alone
 #   BENCH_DURATION=3 BENCH_ROUNDS=1 bash benchmarks/run.sh
 #   BENCH_SERVERS=caboose,uvicorn bash benchmarks/run.sh
 #   BENCH_SCENARIOS=h2-m10,h2-1mib bash benchmarks/run.sh
@@ -81,12 +84,18 @@ apt_install() { # package...
     fi
 }
 command -v wrk >/dev/null || { say "installing wrk"; apt_install wrk; }
-# h2load serves the h2-* scenarios and the grpc-*-h2load ones.
+# h2load serves the h2-*, scale-m* and grpc-*-h2load scenarios; curl the scale-ttfb-* ones.
 wanted=",${BENCH_SCENARIOS:-h2}"
-if [[ $wanted == *,h2* || $wanted == *-h2load* ]] && ! command -v h2load >/dev/null; then
+if [[ $wanted == *,h2* || $wanted == *,scale* || $wanted == *-h2load* ]] \
+    && ! command -v h2load >/dev/null; then
     say "installing h2load (nghttp2-client)"
     apt_install nghttp2-client
 fi
+command -v curl >/dev/null || { say "installing curl"; apt_install curl; }
+
+# scale-idle-* holds 10,000 connections: the servers and the load tool inherit this limit
+# (bench.py raises it too, when started without this script).
+ulimit -n "$(ulimit -Hn)" || say "WARNING: could not raise the open-files limit"
 
 # --- run --------------------------------------------------------------------------------------
 # exec: bench.py becomes this process, so Ctrl-C and SIGTERM reach it directly and its cleanup

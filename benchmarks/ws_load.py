@@ -15,6 +15,8 @@ their bytes (each is exactly one unmasked frame of known length) instead of bein
 Latency is the time from a message's send to its echo (echoes come back in order).
 
 It prints ONE JSON line: ``rate`` (echoed messages/s over the window), ``messages``,
+``served`` (every echo, the ramp-up before the window included: what the server's CPU time
+over the whole run is divided by),
 ``errors`` (connections that failed or closed early), ``latency_ms`` (p50/p90/p99/max) and
 ``load_cpu_share`` (this process's CPU seconds per second of the window).
 """
@@ -77,6 +79,7 @@ class Echoer(asyncio.Protocol):
         self.sent: collections.deque[float] = collections.deque()
         self.latencies: list[float] = []
         self.echoed = 0
+        self.served = 0  # every echo, the ramp-up before the window included
         self.measuring = False
         self.failed = False
         self.done = asyncio.get_running_loop().create_future()
@@ -103,6 +106,7 @@ class Echoer(asyncio.Protocol):
         if not count:
             return
         now = time.perf_counter()
+        self.served += count
         for _ in range(count):
             started = self.sent.popleft()
             if self.measuring:
@@ -160,6 +164,7 @@ async def load(url: str, connections: int, size: int, duration: float, inflight:
     return {
         "rate": messages / wall,
         "messages": messages,
+        "served": sum(e.served for e in echoers),
         "errors": sum(1 for e in echoers if e.failed or not e.open),
         "latency_ms": percentiles(latencies),
         "load_cpu_share": cpu / wall,
