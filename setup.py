@@ -84,6 +84,9 @@ def _can_compile() -> str:
     return ""
 
 
+GROUP = "caboose._native"
+
+
 def _extensions() -> list[object]:
     wanted = _wanted()
     if wanted == "0":
@@ -97,8 +100,11 @@ def _extensions() -> list[object]:
     from mypyc.build import mypycify  # a build requirement (pyproject.toml)
 
     # opt_level 3 as mypyc's default; the sources are checked by mypy --strict already, so a
-    # type error here is a bug in the build, not in a user's environment.
-    return list(mypycify(COMPILED, opt_level="3", debug_level="0"))
+    # type error here is a bug in the build, not in a user's environment. The compiled modules
+    # share one library, by default a top-level module named after a hash of the list; named
+    # caboose._native it is caboose/_native__mypyc*.so, inside the package, where an editable
+    # install (which maps only the package) finds it too.
+    return list(mypycify(COMPILED, opt_level="3", debug_level="0", group_name=GROUP))
 
 
 setup(ext_modules=_extensions())

@@ -114,6 +114,11 @@ Environment knobs (all optional):
     BENCH_START_TIMEOUT=10   seconds a server gets to answer its first request
     BENCH_SCENARIOS=default  comma-separated scenario names, or the groups default, scale
     BENCH_SERVERS=           comma-separated server names to keep (default: all of the scenario)
+    BENCH_CABOOSE_PURE=1     also run caboose's pure-Python build (CABOOSE_COMPILED=0) as
+                             "caboose-pure", beside "caboose" (the compiled build when there)
+    BENCH_CABOOSE_BASE=DIR   also run the caboose of checkout DIR (e.g. ``git worktree add DIR
+                             <commit>``), pure Python, as "caboose-base": before and after in
+                             one interleaved run
 
 A load run with more than 1% failed requests (socket errors, non-2xx/3xx, reset or timed-out
 streams) is recorded but left out of the median; a server with no valid run shows as "invalid"
@@ -132,6 +137,7 @@ interrupted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import importlib.util
@@ -664,6 +670,8 @@ class Server:
     # Modules the server needs for this scenario; when one is missing the server is "n/a" (it
     # cannot serve the protocol at all), not "failed".
     needs: tuple[str, ...] = ()
+    # Environment for this server only; a PYTHONPATH here goes before the project root.
+    env: tuple[tuple[str, str], ...] = ()
 
     def argv(self, port: int, app: str) -> list[str]:
         return [
@@ -1105,6 +1113,8 @@ class Config:
     start_timeout: float
     scenarios: tuple[str, ...]
     servers: tuple[str, ...]
+    caboose_pure: bool = False
+    caboose_base: str | None = None  # a checkout whose caboose runs as "caboose-base"
 
 
 def usage_error(msg: str) -> NoReturn:
@@ -1166,7 +1176,16 @@ def load_config() -> Config:
         start_timeout=float(_env_int("BENCH_START_TIMEOUT", 10, 1)),
         scenarios=scenarios,
         servers=_env_list("BENCH_SERVERS", ""),
+        caboose_pure=os.environ.get("BENCH_CABOOSE_PURE", "") not in ("", "0"),
+        caboose_base=_caboose_base(),
     )
+
+
+def _caboose_base() -> str | None:
+    raw = os.environ.get("BENCH_CABOOSE_BASE", "").strip()
+    if raw and not (Path(raw) / "caboose" / "__init__.py").is_file():
+        usage_error(f"BENCH_CABOOSE_BASE={raw} is not a caboose checkout (no caboose/__init__.py)")
+    return str(Path(raw).resolve()) if raw else None
 
 
 # --------------------------------------------------------------------------- server processes
@@ -1237,7 +1256,10 @@ def start(
         run.fail("failed", f"{exe} is not installed in the benchmark venv")
         return
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    own = dict(server.env)
+    paths = [own.pop("PYTHONPATH", None), str(ROOT), env.get("PYTHONPATH")]
+    env.update(own)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     log(f"{server.name}: starting on {HOST}:{port}: {' '.join(argv)}")
     with open(log_path, "wb") as out:
@@ -1528,10 +1550,14 @@ def _cpu_model() -> str | None:
     return None
 
 
-def environment(scenario: Scenario) -> dict[str, Any]:
+def environment(scenario: Scenario, cfg: Config) -> dict[str, Any]:
     commit = _command_output(["git", "-C", str(ROOT), "rev-parse", "HEAD"])
     dirty = _command_output(["git", "-C", str(ROOT), "status", "--porcelain", "--", "caboose"])
+    base = cfg.caboose_base
     return {
+        # Which build "caboose" ran: "caboose 0.1.0, compiled with mypyc (N modules), ...".
+        "caboose_build": _command_output([str(VENV_BIN / "caboose"), "--version"]),
+        "caboose_base_commit": base and _command_output(["git", "-C", base, "rev-parse", "HEAD"]),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
@@ -1585,9 +1611,30 @@ def terminate_as_interrupt() -> Iterator[None]:
             signal.signal(s, h)
 
 
+def with_builds(servers: tuple[Server, ...], cfg: Config) -> list[Server]:
+    """The scenario's servers, with caboose's other builds right after it when asked for:
+    its pure-Python build (BENCH_CABOOSE_PURE) and the pure build of another checkout
+    (BENCH_CABOOSE_BASE, e.g. a git worktree of an older commit), which its PYTHONPATH puts
+    first, so that both builds and both commits meet the same load in one interleaved run."""
+    pure = (("CABOOSE_COMPILED", "0"),)
+    out: list[Server] = []
+    for server in servers:
+        out.append(server)
+        if server.name != BASELINE:
+            continue
+        if cfg.caboose_pure:
+            out.append(dataclasses.replace(server, name="caboose-pure", env=pure))
+        if cfg.caboose_base:
+            base = (*pure, ("PYTHONPATH", cfg.caboose_base))
+            out.append(dataclasses.replace(server, name="caboose-base", env=base))
+    return out
+
+
 def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, bool]:
     """Returns (every server produced results, interrupted)."""
-    servers = [s for s in scenario.servers if not cfg.servers or s.name in cfg.servers]
+    servers = [
+        s for s in with_builds(scenario.servers, cfg) if not cfg.servers or s.name in cfg.servers
+    ]
     if not servers:
         log(f"{scenario.name}: no server left after BENCH_SERVERS={','.join(cfg.servers)}")
         return False, False
@@ -1737,7 +1784,7 @@ def run_scenario(scenario: Scenario, cfg: Config, stamp: str) -> tuple[bool, boo
             "app": scenario.app,
             "host": HOST,
         },
-        "environment": environment(scenario),
+        "environment": environment(scenario, cfg),
         "servers": {
             run.server.name: {
                 **summary[run.server.name],
@@ -1774,6 +1821,7 @@ def main() -> int:
     raise_nofile()
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    log(f"caboose: {_command_output([str(VENV_BIN / 'caboose'), '--version'])}")
     all_ok = True
     for name in cfg.scenarios:
         ok, interrupted = run_scenario(SCENARIOS[name], cfg, stamp)

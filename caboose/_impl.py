@@ -39,12 +39,23 @@ class Build:
         return f"pure Python ({self.reason})"
 
 
-def _compiled_modules(package: Path = PACKAGE) -> list[Path]:
-    """The package's extension modules for this interpreter (setup.py's COMPILED list)."""
+SHARED = "_native__mypyc"  # the library the compiled modules share (setup.py's GROUP)
+
+
+def _extensions(package: Path) -> set[Path]:
     found: set[Path] = set()  # a set: ".so" is among the suffixes, beside ".cpython-311-...so"
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         found.update(package.rglob(f"*{suffix}"))
-    return sorted(found)
+    return found
+
+
+def _compiled_modules(package: Path = PACKAGE) -> list[Path]:
+    """The package's compiled modules for this interpreter (setup.py's COMPILED list)."""
+    return sorted(m for m in _extensions(package) if m.name.split(".", 1)[0] != SHARED)
+
+
+def _has_shared(package: Path) -> bool:
+    return any(m.name.split(".", 1)[0] == SHARED for m in _extensions(package))
 
 
 def _stale(modules: list[Path]) -> Path | None:
@@ -66,6 +77,8 @@ def choose(environ: Mapping[str, str] = os.environ, package: Path = PACKAGE) -> 
     reason = ""
     if not modules:
         reason = "no compiled modules are installed"
+    elif not _has_shared(package):
+        reason = f"the compiled build's shared library caboose/{SHARED} is missing"
     elif (source := _stale(modules)) is not None:
         reason = f"the compiled build is older than {source.relative_to(package.parent)}"
     if not reason:

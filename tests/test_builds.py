@@ -76,14 +76,39 @@ def test_version_names_the_build_and_the_python() -> None:
     assert result.stdout.strip() == expected
 
 
+def test_the_console_script_runs_the_suites_build_from_any_directory(tmp_path: Path) -> None:
+    # The compiled modules' shared library must be inside the package: an editable install maps
+    # only the package, so a top-level library was found from the project root alone.
+    wanted = os.environ.get("CABOOSE_COMPILED")
+    env = {k: v for k, v in os.environ.items() if k not in ("CABOOSE_COMPILED", "PYTHONPATH")}
+    if wanted is not None:
+        env["CABOOSE_COMPILED"] = wanted
+    script = Path(sys.executable).parent / "caboose"
+    result = subprocess.run(
+        [str(script), "--version"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    if wanted == "1":
+        assert "compiled with mypyc" in result.stdout
+    elif wanted == "0":
+        assert "pure Python (CABOOSE_COMPILED=0)" in result.stdout
+
+
 def test_a_bad_value_is_refused_by_name() -> None:
     with pytest.raises(ImportError, match="CABOOSE_COMPILED must be 0 or 1, not 'yes'"):
         _impl.choose({"CABOOSE_COMPILED": "yes"})
 
 
-def _package(tmp_path: Path, source_newer: bool) -> Path:
+def _package(tmp_path: Path, source_newer: bool, shared: bool = True) -> Path:
     package = tmp_path / "caboose"
     (package / "core").mkdir(parents=True)
+    if shared:
+        (package / f"{_impl.SHARED}{SUFFIX}").write_bytes(b"")
     source = package / "core" / "h1.py"
     module = package / "core" / f"h1{SUFFIX}"
     source.write_text("")
@@ -107,6 +132,13 @@ def test_a_stale_build_falls_back_to_pure_python_with_a_warning(tmp_path: Path) 
     assert not build.compiled
     with pytest.raises(ImportError, match=r"CABOOSE_COMPILED=1 but .* rebuild"):
         _impl.choose({"CABOOSE_COMPILED": "1"}, package)
+
+
+def test_a_build_without_its_shared_library_is_not_chosen(tmp_path: Path) -> None:
+    package = _package(tmp_path, source_newer=False, shared=False)
+    with pytest.warns(RuntimeWarning, match=r"shared library caboose/_native__mypyc is missing"):
+        build = _impl.choose({}, package)
+    assert not build.compiled
 
 
 def test_no_build_is_pure_python_without_a_warning(tmp_path: Path) -> None:
