@@ -416,10 +416,14 @@ class H2Driver(Driver[H2Connection]):
 
     def _flush(self) -> None:
         self.flush_pending = False
-        data = self.core.data_to_send()
+        buffers = self.core.buffers_to_send()
         transport = self.transport
-        if data and transport is not None and not transport.is_closing():
-            transport.write(data)
+        if not buffers or transport is None or transport.is_closing():
+            return
+        if len(buffers) == 1:
+            transport.write(buffers[0])
+        else:
+            transport.writelines(buffers)  # a large body's views, written without a copy
 
     # -- timers --------------------------------------------------------------------------------
 

@@ -103,6 +103,9 @@ class ConnectionBase:
         self._connection_window = connection_window
         self.max_encoder_table = 4096  # the most HPACK table we keep for the peer's decoder
         self._out = bytearray()
+        # Whole buffers queued ahead of _out, in wire order: large immutable DATA payloads ride
+        # here by reference, beside the frame headers before them (see send_data).
+        self._buffers: list[fr.BytesLike] = []
         self._events: list[Event] = []
         self._reader = fr.FrameReader(expect_preface=not client_side)
         self._decoder = Decoder(max_header_list_size=list_size)

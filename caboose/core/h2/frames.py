@@ -379,6 +379,15 @@ def write_data(
     out += bytes(pad_length)
 
 
+def write_data_header(
+    out: bytearray, stream_id: int, length: int, *, end_stream: bool = False
+) -> None:
+    """Append only the header of a DATA frame whose ``length`` payload bytes the caller sends
+    right after it (unpadded)."""
+    flags = FLAG_END_STREAM if end_stream else 0
+    out += _HEADER.pack((length << 8) | _DATA, flags, stream_id)
+
+
 def _write_block(
     out: bytearray,
     first_type: int,
