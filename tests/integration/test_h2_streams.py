@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +32,7 @@ from tests.h2peer import (
     settle,
 )
 from tests.serving import running
+from tests.tls import issue_certificate
 
 HELLO = b"Hello, world!"
 
@@ -458,3 +461,35 @@ def test_closing_after_a_client_goaway_does_not_reset_what_it_wrote() -> None:
                 while chunk := sock.recv(65536):  # ConnectionResetError fails the test
                     received += chunk
             assert received  # the PING ACKs and the GOAWAY came, then a clean EOF
+
+
+def test_over_tls_a_request_crossing_our_goaway_does_not_reset_the_connection(
+    tmp_path: Path,
+) -> None:
+    """TLS cannot half-close: after its GOAWAY the server sends close_notify and must go on
+    reading (and discarding) until the client answers, or a request the client sent before it
+    read the GOAWAY meets a TCP RST, and its next write fails with a broken pipe (how curl
+    loses a request). Here the client never closes: it reads the GOAWAY, then a clean end."""
+    called: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(scope["path"])
+        await respond(send)
+
+    tls = issue_certificate(tmp_path)
+    context = ssl.create_default_context(cafile=str(tls.ca))
+    options = tls.server_options()
+    with (
+        running(app, timeout_keep_alive=1, **options) as server,
+        RawPeer(server.port, tls=context) as peer,
+    ):
+        peer.send(headers(1, request_fields("/")))
+        assert peer.wait(1).status == 200
+        time.sleep(2.5)  # idle: the server's GOAWAY (within two ticks) waits unread
+        assert peer.send(headers(3, request_fields("/late")))  # crossing the GOAWAY
+        time.sleep(0.5)  # a reset would be back by now
+        assert peer.send(ping()), "the server reset the connection"
+        assert peer.wait_closed()
+        assert not peer.broken
+        assert [(g.last_stream_id, g.error_code) for g in peer.goaways] == [(1, NO_ERROR)]
+    assert called == ["/"]  # the late request was never started
