@@ -379,13 +379,11 @@ def write_data(
     out += bytes(pad_length)
 
 
-def write_data_header(
-    out: bytearray, stream_id: int, length: int, *, end_stream: bool = False
-) -> None:
-    """Append only the header of a DATA frame whose ``length`` payload bytes the caller sends
-    right after it (unpadded)."""
+def data_frame_header(stream_id: int, length: int, end_stream: bool) -> bytes:
+    """The header of an unpadded DATA frame whose ``length`` payload bytes the caller sends
+    right after it (a body queued by reference)."""
     flags = FLAG_END_STREAM if end_stream else 0
-    out += _HEADER.pack((length << 8) | _DATA, flags, stream_id)
+    return _HEADER.pack((length << 8) | _DATA, flags, stream_id)
 
 
 def _write_block(
