@@ -112,9 +112,18 @@ class _SourceOnly(importlib.abc.MetaPathFinder):
         return None
 
 
+# mypyc's coroutines hand an exception on to what they await with the three-argument throw(),
+# which Python 3.12 deprecated (mypyc/mypyc#1214): every cancelled request (a client gone, a
+# reset stream, a shutdown) warned once. The warning is attributed to whatever Python frame
+# runs the loop, not to caboose, so it is matched by its message alone.
+THROW_WARNING = r"the \(type, exc, tb\) signature of throw\(\) is deprecated"
+
+
 def install() -> Build:
     """Choose the build, and make imports follow the choice."""
     build = choose()
     if not build.compiled and _compiled_modules():
         sys.meta_path.insert(0, _SourceOnly())
+    if build.compiled and sys.version_info >= (3, 12):
+        warnings.filterwarnings("ignore", THROW_WARNING, DeprecationWarning)
     return build

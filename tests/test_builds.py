@@ -147,3 +147,35 @@ def test_no_build_is_pure_python_without_a_warning(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         build = _impl.choose({}, tmp_path / "caboose")
     assert build.describe() == "pure Python (no compiled modules are installed)"
+
+
+CANCELLED_REQUEST = """
+import asyncio, socket, time
+from tests.serving import running
+
+async def app(scope, receive, send):
+    await asyncio.sleep(3600)  # cancelled by the shutdown below, inside the compiled bridge
+
+with running(app, timeout_graceful_shutdown=0.2) as server:
+    client = socket.create_connection(("127.0.0.1", server.port))
+    client.sendall(b"GET / HTTP/1.1\\r\\nhost: localhost\\r\\n\\r\\n")
+    time.sleep(0.3)
+print("done")
+"""
+
+
+def test_a_cancelled_request_prints_no_deprecation_warning() -> None:
+    """On 3.12+, mypyc's coroutines hand a cancellation on with the deprecated three-argument
+    throw() (mypyc/mypyc#1214); caboose hushes exactly that warning, or every cancelled
+    request of the compiled build would print one. Every other DeprecationWarning shows."""
+    env = {k: v for k, v in os.environ.items() if k != "CABOOSE_COMPILED"}
+    result = subprocess.run(
+        [sys.executable, "-W", "always::DeprecationWarning", "-c", CANCELLED_REQUEST],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "done", result.stderr
+    assert "signature of throw() is deprecated" not in result.stderr
