@@ -13,6 +13,8 @@ are measured with. It also shows the pure-Python and the compiled build side by 
 
 ``BENCH_DRIVER_REQUESTS`` requests per run (20,000), ``BENCH_DRIVER_ROUNDS`` runs (5; the
 median is reported), ``BENCH_DRIVER_LOOP`` asyncio or uvloop (uvloop when installed).
+``BENCH_DRIVER_EAGER=0`` starts the app tasks the 3.11 way (scheduled) on 3.12+ too, to
+measure what the eager start (caboose/transport/tasks.py) buys.
 """
 
 from __future__ import annotations
@@ -123,8 +125,14 @@ def _h2_requests(count: int, batch: int) -> tuple[bytes, list[bytes]]:
     return preface, batches
 
 
+def _no_eager_start(driver: H1Driver | H2Driver) -> None:
+    if os.environ.get("BENCH_DRIVER_EAGER", "1") == "0":
+        driver.create_task = driver.loop.create_task
+
+
 async def _run_h1(count: int) -> float:
     driver = H1Driver(_state())
+    _no_eager_start(driver)
     sink = Sink()
     driver.connection_made(sink)  # type: ignore[arg-type]
     start = time.perf_counter()
@@ -140,6 +148,7 @@ async def _run_h1(count: int) -> float:
 
 async def _run_h2(preface: bytes, batches: list[bytes]) -> float:
     driver = H2Driver(_state())
+    _no_eager_start(driver)
     sink = Sink()
     driver.connection_made(sink)  # type: ignore[arg-type]
     driver.data_received(preface)
@@ -190,7 +199,8 @@ def main() -> None:
         "h1": lambda: _run_h1(count),
         "h2": lambda: _run_h2(*h2_bytes),
     }
-    print(f"caboose {caboose.build.describe()}, Python {sys.version.split()[0]}")
+    eager = "off" if os.environ.get("BENCH_DRIVER_EAGER", "1") == "0" else "as on 3.12+"
+    print(f"caboose {caboose.build.describe()}, Python {sys.version.split()[0]}, eager {eager}")
     if profile:
         profiler = cProfile.Profile()
         profiler.enable()
