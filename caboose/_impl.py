@@ -42,11 +42,13 @@ class Build:
 SHARED = "_native__mypyc"  # the library the compiled modules share (setup.py's GROUP)
 
 
-def _extensions(package: Path) -> set[Path]:
-    found: set[Path] = set()  # a set: ".so" is among the suffixes, beside ".cpython-311-...so"
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        found.update(package.rglob(f"*{suffix}"))
-    return found
+def _extensions(package: Path) -> list[Path]:
+    """This interpreter's extension modules: a source tree built for several Pythons holds
+    ``ws.cpython-311-...so`` beside ``ws.cpython-312-...so``, and ``*.so`` matches both."""
+    suffixes = set(importlib.machinery.EXTENSION_SUFFIXES)
+    endings = {suffix.rsplit(".", 1)[1] for suffix in suffixes}  # "so", or "pyd" on Windows
+    found = (m for ending in endings for m in package.rglob(f"*.{ending}"))
+    return [m for m in found if "." + m.name.split(".", 1)[1] in suffixes]
 
 
 def _compiled_modules(package: Path = PACKAGE) -> list[Path]:

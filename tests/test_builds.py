@@ -125,6 +125,31 @@ def test_a_fresh_build_is_chosen(tmp_path: Path) -> None:
     assert build.describe() == "compiled with mypyc (1 modules)"
 
 
+OTHER_PYTHON = ".cpython-399-x86_64-linux-gnu.so"  # a build for another interpreter
+
+
+def test_another_pythons_build_beside_ours_is_not_counted(tmp_path: Path) -> None:
+    # make test-python builds in place, so one source tree holds a build per Python.
+    package = _package(tmp_path, source_newer=False)
+    for name in ("h1", "h2", "ws"):
+        stale = package / "core" / f"{name}{OTHER_PYTHON}"
+        stale.write_bytes(b"")
+        os.utime(stale, (1, 1))  # older than every source: stale, were it ours
+    build = _impl.choose({}, package)
+    assert build.compiled and build.modules == 1
+
+
+def test_only_another_pythons_build_is_no_build(tmp_path: Path) -> None:
+    package = tmp_path / "caboose"
+    package.mkdir()
+    (package / f"{_impl.SHARED}{OTHER_PYTHON}").write_bytes(b"")
+    (package / f"h1{OTHER_PYTHON}").write_bytes(b"")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build = _impl.choose({}, package)
+    assert build.describe() == "pure Python (no compiled modules are installed)"
+
+
 def test_a_stale_build_falls_back_to_pure_python_with_a_warning(tmp_path: Path) -> None:
     package = _package(tmp_path, source_newer=True)
     with pytest.warns(RuntimeWarning, match=r"older than caboose/core/h1.py"):
