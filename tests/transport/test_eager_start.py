@@ -111,3 +111,84 @@ def test_starlette_and_anyio_see_their_task(http2: bool) -> None:
         assert response.status_code == 200
         assert response.text == "task True"
         assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+
+
+# -- HTTP/2: the apps of one read start once the whole read is handled ------------------------
+
+
+def _h2_client() -> h2.connection.H2Connection:
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    return client
+
+
+def _fields(path: str, method: str = "GET") -> list[tuple[str, str]]:
+    return [(":method", method), (":path", path), (":scheme", "http"), (":authority", "x")]
+
+
+def test_http2_apps_of_one_read_start_after_every_frame_of_it() -> None:
+    """A POST with its body and a GET in one read: both streams are open and the body is in
+    before either app starts, so (3.12+) both answer inside data_received, in one write."""
+    client = _h2_client()
+    client.send_headers(1, _fields("/post", "POST"))
+    client.send_data(1, b"payload", end_stream=True)
+    client.send_headers(3, _fields("/get"), end_stream=True)
+    read = client.data_to_send()
+    open_at_start: list[int] = []
+    bodies: list[bytes] = []
+    drivers: list[H2Driver] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        open_at_start.append(len(drivers[0].streams))
+        message = await receive()
+        bodies.append(message["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done " + scope["path"].encode()})
+
+    async def scenario() -> bytes:
+        driver = H2Driver(ServerState(config=Config(), app=app))
+        drivers.append(driver)
+        transport = FakeTransport()
+        driver.connection_made(transport)
+        transport.written.clear()  # our SETTINGS
+        driver.data_received(read)
+        at_once = bytes(transport.written)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        driver.connection_lost(None)
+        return at_once
+
+    at_once = asyncio.run(scenario())
+    assert open_at_start[0] == 2  # stream 3's HEADERS was handled before stream 1's app ran
+    assert bodies == [b"payload", b""]
+    if EAGER:  # no app waited: both responses left before data_received returned
+        assert b"done /post" in at_once and b"done /get" in at_once
+
+
+def test_http2_stream_reset_in_its_opening_read_reaches_the_app_and_the_grace_cancels_it() -> None:
+    """HEADERS and RST_STREAM in one read: the app, started after the read, hears
+    http.disconnect at once, and is cancelled once --cancel-grace has passed."""
+    client = _h2_client()
+    client.send_headers(1, _fields("/slow"), end_stream=True)
+    client.reset_stream(1)
+    read = client.data_to_send()
+    heard: list[Any] = []
+    cancelled = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        heard.append(await receive())
+        try:
+            await asyncio.sleep(30)  # ignores the disconnect
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def scenario() -> None:
+        driver = H2Driver(ServerState(config=Config(cancel_grace=0.05), app=app))
+        driver.connection_made(FakeTransport())
+        driver.data_received(read)
+        await asyncio.wait_for(cancelled.wait(), 2.0)
+        driver.connection_lost(None)
+
+    asyncio.run(scenario())
+    assert heard == [{"type": "http.disconnect"}]
