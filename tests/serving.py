@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from caboose.config import Config
-from caboose.server import Server
+from caboose.server import Server, loop_factory
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 
 @contextlib.contextmanager
 def running(app: Any, **options: Any) -> Iterator[Server]:
-    """Serve ``app`` until the block ends; the server is stopped by its handle."""
+    """Serve ``app`` until the block ends; the server is stopped by its handle. The loop is
+    asyncio's unless ``loop`` is given (as caboose's own --loop: "uvloop", "auto")."""
+    chosen = loop_factory(options["loop"]) if "loop" in options else asyncio.new_event_loop
     options.setdefault("port", 0)
     options.setdefault("lifespan", "off")
     options.setdefault("access_log", False)
@@ -30,7 +32,8 @@ def running(app: Any, **options: Any) -> Iterator[Server]:
 
     def target() -> None:
         try:
-            asyncio.run(server.serve())
+            with asyncio.Runner(loop_factory=chosen) as runner:
+                runner.run(server.serve())
         except BaseException as exc:
             failure.append(exc)
             server.started.set()

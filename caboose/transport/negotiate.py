@@ -36,28 +36,30 @@ class Negotiator(asyncio.Protocol):
     protocol = "negotiating"  # what the metrics call a connection that has not chosen yet
 
     def __init__(self, state: ServerState) -> None:
+        # Made when the connection is accepted, before a TLS handshake: it counts from then,
+        # so a shutdown waits for a handshake under way instead of cutting it (the client
+        # was accepted, and would not retry). The wait for the handshake (or, in cleartext,
+        # the first bytes) is no longer than an idle keep-alive connection's.
         self.state = state
         self.transport: asyncio.Transport | None = None
         self.sniffed = b""
-        self.timer: asyncio.TimerHandle | None = None
         self.draining = False  # the server began shutting down while we waited
+        state.connections.add(self)
+        delay = state.config.timeout_keep_alive
+        self.timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            delay, self._give_up
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         self.transport = typing.cast(asyncio.Transport, transport)
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
-            if ssl_object.selected_alpn_protocol() == "h2":
-                hand_over(self.transport, H2Driver(self.state))
-            else:
-                hand_over(self.transport, self._http1())
+            h2 = ssl_object.selected_alpn_protocol() == "h2"
+            self._choose(H2Driver(self.state) if h2 else self._http1())
         elif not self.state.config.http2:
-            hand_over(self.transport, self._http1())
-        else:
-            # Wait for the first bytes, but no longer than an idle keep-alive connection.
-            self.state.connections.add(self)
-            delay = self.state.config.timeout_keep_alive
-            self.timer = asyncio.get_running_loop().call_later(delay, self._give_up)
+            self._choose(self._http1())
+        # else: HTTP/2 in cleartext; the first bytes tell (data_received)
 
     def data_received(self, data: bytes) -> None:
         """Hold the first bytes until they show whether this is HTTP/2's preface."""
@@ -65,12 +67,8 @@ class Negotiator(asyncio.Protocol):
         if PREFACE.startswith(buffered[: len(PREFACE)]) and len(buffered) < len(PREFACE):
             self.sniffed = buffered
             return
-        self._step_aside()
-        assert self.transport is not None
-        driver = H2Driver(self.state) if buffered.startswith(PREFACE) else self._http1()
-        hand_over(self.transport, driver, buffered)
-        if self.draining:
-            driver.shutdown()  # the server is stopping: serve what came, then close
+        h2 = buffered.startswith(PREFACE)
+        self._choose(H2Driver(self.state) if h2 else self._http1(), buffered)
 
     def eof_received(self) -> bool | None:
         return None  # nothing was asked: close
@@ -79,13 +77,22 @@ class Negotiator(asyncio.Protocol):
         self._step_aside()
 
     def shutdown(self) -> None:
-        """Server shutdown: the client connected before the listener closed and its first
-        bytes are on their way; they get FRESH_GRACE to arrive (then the request is served
-        and the connection closes), or the connection closes without them."""
+        """Server shutdown: the client connected before the listener closed and its TLS
+        handshake or first bytes are on their way; they get FRESH_GRACE to arrive (then the
+        connection is served as its driver shuts down), or the connection closes without."""
         self.draining = True
         if self.timer is not None:
             self.timer.cancel()
         self.timer = asyncio.get_running_loop().call_later(FRESH_GRACE, self._give_up)
+
+    def _choose(self, driver: H1Driver | H2Driver, data: bytes = b"") -> None:
+        self._step_aside()
+        assert self.transport is not None
+        hand_over(self.transport, driver, data)
+        if self.draining:
+            # The server is stopping: HTTP/1.1 serves the request that is on its way, then
+            # closes; HTTP/2 says GOAWAY, and the client retries its streams elsewhere.
+            driver.shutdown()
 
     def _give_up(self) -> None:
         """The first bytes took too long: close (nothing is owed)."""
