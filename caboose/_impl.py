@@ -51,13 +51,20 @@ def _extensions(package: Path) -> list[Path]:
     return [m for m in found if "." + m.name.split(".", 1)[1] in suffixes]
 
 
+def _compiled(package: Path) -> tuple[list[Path], bool]:
+    """The package's compiled modules for this interpreter (setup.py's COMPILED list), and
+    whether the library they share is there too: one walk of the tree for both."""
+    modules, shared = [], False
+    for module in _extensions(package):
+        if module.name.split(".", 1)[0] == SHARED:
+            shared = True
+        else:
+            modules.append(module)
+    return sorted(modules), shared
+
+
 def _compiled_modules(package: Path = PACKAGE) -> list[Path]:
-    """The package's compiled modules for this interpreter (setup.py's COMPILED list)."""
-    return sorted(m for m in _extensions(package) if m.name.split(".", 1)[0] != SHARED)
-
-
-def _has_shared(package: Path) -> bool:
-    return any(m.name.split(".", 1)[0] == SHARED for m in _extensions(package))
+    return _compiled(package)[0]
 
 
 def _stale(modules: list[Path]) -> Path | None:
@@ -75,11 +82,11 @@ def choose(environ: Mapping[str, str] = os.environ, package: Path = PACKAGE) -> 
         raise ImportError(f"CABOOSE_COMPILED must be 0 or 1, not {wanted!r}")
     if wanted == "0":
         return Build(False, 0, "CABOOSE_COMPILED=0")
-    modules = _compiled_modules(package)
+    modules, shared = _compiled(package)
     reason = ""
     if not modules:
         reason = "no compiled modules are installed"
-    elif not _has_shared(package):
+    elif not shared:
         reason = f"the compiled build's shared library caboose/{SHARED} is missing"
     elif (source := _stale(modules)) is not None:
         reason = f"the compiled build is older than {source.relative_to(package.parent)}"
