@@ -94,13 +94,15 @@ class H1Driver(Driver[H1Connection]):
             for token, handler in self.upgrades.items():
                 if has_token(event.upgrade, token) and handler(self, event):
                     return  # the connection speaks another protocol now
-        stream = open_stream(self, self.info, event, self.state)
-        self.streams[event.stream_id] = stream
-        self.admit(stream)
         if self.fresh:
             self.fresh = False
             if self.close_after_first:
-                self.core.start_closing()  # this one is served; the connection then closes
+                # This one is served, with Connection: close. Before the app starts: on 3.12+
+                # it may have answered before admit() returns.
+                self.core.start_closing()
+        stream = open_stream(self, self.info, event, self.state)
+        self.streams[event.stream_id] = stream
+        self.admit(stream)
 
     def admit(self, stream: Exchange) -> None:
         if self.active is None:
