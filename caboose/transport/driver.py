@@ -36,6 +36,10 @@ from caboose.transport.state import ServerState
 from caboose.transport.tasks import task_starter
 
 _BUSY_BODY = b"Service Unavailable\n"
+# Seconds a connection that has brought no request yet gets to bring one once the server
+# begins a graceful shutdown: it was accepted (its client will not retry), and its first
+# request (or TLS handshake) may be on its way.
+FRESH_GRACE = 1.0
 _BUSY_HEADERS: Headers = [
     (b"content-type", b"text/plain"),
     (b"content-length", b"%d" % len(_BUSY_BODY)),

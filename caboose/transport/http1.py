@@ -16,15 +16,12 @@ from caboose.core.events import AppHeaders, DataReceived, RequestReceived
 from caboose.core.h1 import ConnectionState, H1Connection
 from caboose.core.headers import has_token
 from caboose.transport.connection import open_stream
-from caboose.transport.driver import Driver, Exchange
+from caboose.transport.driver import FRESH_GRACE, Driver, Exchange
 from caboose.transport.flow import READY, ReadGate
 from caboose.transport.state import ServerState
 
 # Takes over the connection for an Upgrade request (and returns True), or declines.
 UpgradeHandler = Callable[["H1Driver", RequestReceived], bool]
-
-
-FRESH_GRACE = 1.0  # seconds a connection accepted before a shutdown has to bring its request
 
 
 class H1Driver(Driver[H1Connection]):

@@ -20,7 +20,7 @@ from caboose.core.h2.limits import FloodGuard
 from caboose.core.h2.settings import SettingCode
 from caboose.core.ws_handshake import Refusal, read_offer
 from caboose.errors import ErrorCode, LocalProtocolError
-from caboose.transport.driver import Driver, Exchange
+from caboose.transport.driver import FRESH_GRACE, Driver, Exchange
 from caboose.transport.flow import READY
 from caboose.transport.state import ServerState
 from caboose.transport.websocket import H2WebSocket
@@ -99,6 +99,8 @@ class H2Driver(Driver[H2Connection]):
         self.idle_since: float | None = None
         self.tick_timer: asyncio.TimerHandle | None = None
         self.settings_timer: asyncio.TimerHandle | None = None
+        self.fresh = True  # no request has arrived yet
+        self.fresh_timer: asyncio.TimerHandle | None = None  # shut down while fresh
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -117,10 +119,12 @@ class H2Driver(Driver[H2Connection]):
 
     def received(self) -> None:
         self._start_admitted()
+        if self.fresh_timer is not None and not self.fresh:
+            self._goaway()  # shut down while fresh: these streams are served, no more
         self._flush()
 
     def stop_timers(self) -> None:
-        for timer in (self.tick_timer, self.settings_timer):
+        for timer in (self.tick_timer, self.settings_timer, self.fresh_timer):
             if timer is not None:
                 timer.cancel()
 
@@ -170,6 +174,7 @@ class H2Driver(Driver[H2Connection]):
 
     def on_request(self, event: RequestReceived) -> None:
         self.idle_since = None
+        self.fresh = False
         if event.authority:
             headers = event.headers
             for name, _ in headers:
@@ -470,7 +475,23 @@ class H2Driver(Driver[H2Connection]):
         self._flush()
 
     def shutdown(self) -> None:
-        """Graceful: GOAWAY with the last stream we will process, finish those, then close."""
+        """Graceful: GOAWAY with the last stream we will process, finish those, then close.
+
+        A connection that has brought no request yet may have been accepted just before the
+        listener closed, its client's first streams on their way: a GOAWAY covering none of
+        them at once would have the client retry them, yet curl fails them instead. So the
+        GOAWAY follows the first read that brings streams (and covers them), or FRESH_GRACE.
+        """
+        if self.fresh and not self.closing:
+            if self.fresh_timer is None:
+                self.fresh_timer = self.loop.call_later(FRESH_GRACE, self._goaway)
+            return
+        self._goaway()
+
+    def _goaway(self) -> None:
+        if self.fresh_timer is not None:
+            self.fresh_timer.cancel()
+            self.fresh_timer = None
         if not self.closing and self.transport is not None and not self.transport.is_closing():
             with contextlib.suppress(LocalProtocolError):  # the connection already failed
                 self.handle(self.core.goaway(ErrorCode.NO_ERROR))

@@ -23,8 +23,8 @@ from caboose.core.events import Headers, RequestReceived
 from caboose.core.h2.frames import PREFACE
 from caboose.core.headers import has_token
 from caboose.core.ws_handshake import Refusal, read_offer
-from caboose.transport.driver import Driver
-from caboose.transport.http1 import FRESH_GRACE, H1Driver, UpgradeHandler
+from caboose.transport.driver import FRESH_GRACE, Driver
+from caboose.transport.http1 import H1Driver, UpgradeHandler
 from caboose.transport.http2 import H2Driver
 from caboose.transport.state import ServerState
 from caboose.transport.websocket import H1WebSocket
@@ -90,8 +90,8 @@ class Negotiator(asyncio.Protocol):
         assert self.transport is not None
         hand_over(self.transport, driver, data)
         if self.draining:
-            # The server is stopping: HTTP/1.1 serves the request that is on its way, then
-            # closes; HTTP/2 says GOAWAY, and the client retries its streams elsewhere.
+            # The server is stopping: the driver serves what comes within FRESH_GRACE (HTTP/1.1
+            # one request, HTTP/2 the streams of the first read), then closes.
             driver.shutdown()
 
     def _give_up(self) -> None:
