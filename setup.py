@@ -26,7 +26,6 @@ from setuptools import setup
 # drivers around them and the ASGI bridge. Modules left out stay interpreted for a reason:
 # - exception classes that override a class attribute of an interpreted base (mypyc keeps the
 #   base's value), which is why the HPACK errors live in caboose/core/h2/errors.py;
-# - transport/websocket.py: H1WebSocket inherits from two classes, which mypyc cannot compile;
 # - the package __init__ files, and caboose/_impl.py, which chooses the build at import.
 COMPILED = [
     "caboose/core/events.py",
@@ -57,6 +56,8 @@ COMPILED = [
     "caboose/asgi/http.py",
     "caboose/asgi/scope.py",
     "caboose/asgi/proxy.py",
+    "caboose/asgi/websocket.py",
+    "caboose/transport/websocket.py",
     # the client (caboose.client) on the same cores
     "caboose/client/driver.py",
     "caboose/client/http1.py",

@@ -6,8 +6,6 @@ import asyncio
 from collections.abc import Awaitable, Generator
 from typing import Any
 
-from mypy_extensions import mypyc_attr
-
 
 class _Ready:
     """An awaitable that is already done: what a sender awaits when nothing holds it back
@@ -100,9 +98,6 @@ class ReadGate:
                 self._transport.resume_reading()
 
 
-# The HTTP/1.1 WebSocket (transport/websocket.py, interpreted in the compiled build: mypyc
-# cannot compile its two bases) is one of these too.
-@mypyc_attr(allow_interpreted_subclasses=True)
 class GatedProtocol(asyncio.Protocol):
     """An asyncio protocol whose writers wait while the transport's buffer is full."""
 

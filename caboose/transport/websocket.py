@@ -281,8 +281,27 @@ class WSSession:
         self.ping_timer = self.loop.call_later(max(delay, 0.01), self._keep_alive)
 
 
-class H1WebSocket(WSSession, GatedProtocol):
-    """A WebSocket over HTTP/1.1: the connection's protocol from the handshake on."""
+class _Carrier(GatedProtocol):
+    """The connection's asyncio protocol from the handshake on, handing everything to its
+    session. (A class of its own because mypyc compiles no class with two bases.)"""
+
+    def __init__(self, session: H1WebSocket) -> None:
+        super().__init__()
+        self.session = session
+
+    def data_received(self, data: bytes) -> None:
+        self.session.receive(data)
+
+    def eof_received(self) -> bool | None:
+        self.session.receive_eof()
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.session.connection_lost(exc)
+
+
+class H1WebSocket(WSSession):
+    """A WebSocket over HTTP/1.1: it owns the connection from the handshake on."""
 
     protocol = "HTTP/1.1"  # what the metrics call its connection
 
@@ -295,7 +314,8 @@ class H1WebSocket(WSSession, GatedProtocol):
         offer: Offer,
     ) -> None:
         WSSession.__init__(self, state, websocket_scope(info, state, event, offer), offer)
-        GatedProtocol.__init__(self)
+        self.carrier = _Carrier(self)
+        self.write_gate = self.carrier.write_gate  # the transport's push-back
         self.core = core  # the HTTP/1.1 core, for the 101 or the denial
         self.stream_id = self.stream.stream_id = event.stream_id
         self.transport: asyncio.Transport | None = None
@@ -308,22 +328,13 @@ class H1WebSocket(WSSession, GatedProtocol):
     def start(self, transport: asyncio.Transport) -> None:
         """Take over the connection and run the app on the handshake."""
         self.transport = transport
-        transport.set_protocol(self)
+        transport.set_protocol(self.carrier)
         self.state.connections.add(self)
         task = asyncio.ensure_future(self.stream.run(self.state.app))
         if not task.done():
             self.stream.task = task
             self.state.tasks.add(task)
             task.add_done_callback(self.state.tasks.discard)
-
-    # -- asyncio.Protocol --------------------------------------------------------------------
-
-    def data_received(self, data: bytes) -> None:
-        self.receive(data)
-
-    def eof_received(self) -> bool | None:
-        self.receive_eof()
-        return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
