@@ -33,25 +33,28 @@ REQUEST = [(":method", "GET"), (":path", "/"), (":scheme", "https"), (":authorit
 pytestmark = pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 
 
-def client_context(ca: Path, alpn: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(ca))
-    context.set_alpn_protocols([alpn])
-    return context
-
-
-def test_http1_request_after_a_handshake_begun_before_the_shutdown_is_served(
-    tmp_path: Path, loop: str
-) -> None:
+def exchange_after_shutdown(tmp_path: Path, loop: str, alpn: str, request: bytes) -> bytes:
+    """Connect, let the server begin its shutdown, then finish the TLS handshake, send
+    ``request`` and read until the server closes (it must, cleanly)."""
     files = issue_certificate(tmp_path)
     with running(hello, **files.server_options(), loop=loop) as server:
         raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
         time.sleep(PAUSE)  # accepted by the server, no ClientHello yet
         server.request_exit()
         time.sleep(PAUSE)
-        context = client_context(files.ca, "http/1.1")
+        context = ssl.create_default_context(cafile=str(files.ca))
+        context.set_alpn_protocols([alpn])
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            out = read_all(tls)
+            assert tls.selected_alpn_protocol() == alpn
+            tls.sendall(request)
+            return read_all(tls)
+
+
+def test_http1_request_after_a_handshake_begun_before_the_shutdown_is_served(
+    tmp_path: Path, loop: str
+) -> None:
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    out = exchange_after_shutdown(tmp_path, loop, "http/1.1", request)
     assert out.startswith(b"HTTP/1.1 200 OK"), out
     assert b"connection: close" in out.lower()
     assert out.endswith(b"Hello, world!")
@@ -61,21 +64,10 @@ def test_http2_streams_after_a_handshake_begun_before_the_shutdown_are_served(
     tmp_path: Path, loop: str
 ) -> None:
     """The first read's streams are served, and the GOAWAY that follows covers them."""
-    files = issue_certificate(tmp_path)
-    with running(hello, **files.server_options(), loop=loop) as server:
-        raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-        time.sleep(PAUSE)
-        server.request_exit()
-        time.sleep(PAUSE)
-        context = client_context(files.ca, "h2")
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            assert tls.selected_alpn_protocol() == "h2"
-            client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-            client.initiate_connection()
-            client.send_headers(1, REQUEST, end_stream=True)
-            tls.sendall(client.data_to_send())
-            out = read_all(tls)  # until the server closes: it must, cleanly
-    frames = parse_frames(out)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST, end_stream=True)
+    frames = parse_frames(exchange_after_shutdown(tmp_path, loop, "h2", client.data_to_send()))
     assert any(isinstance(f, HeadersFrame) and f.stream_id == 1 for f in frames), frames
     assert b"Hello, world!" in b"".join(f.data for f in frames if isinstance(f, DataFrame))
     goaways = [frame for frame in frames if isinstance(frame, GoAwayFrame)]
@@ -85,16 +77,8 @@ def test_http2_streams_after_a_handshake_begun_before_the_shutdown_are_served(
 def test_http2_connection_that_brings_no_stream_hears_goaway_after_the_grace(
     tmp_path: Path, loop: str
 ) -> None:
-    files = issue_certificate(tmp_path)
-    with running(hello, **files.server_options(), loop=loop) as server:
-        raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-        time.sleep(PAUSE)
-        server.request_exit()
-        time.sleep(PAUSE)
-        context = client_context(files.ca, "h2")
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            tls.sendall(PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # empty SETTINGS
-            out = read_all(tls)
+    settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame
+    out = exchange_after_shutdown(tmp_path, loop, "h2", PREFACE + settings)
     goaways = [frame for frame in parse_frames(out) if isinstance(frame, GoAwayFrame)]
     assert [(g.error_code, g.last_stream_id) for g in goaways] == [(0, 0)], goaways
 
